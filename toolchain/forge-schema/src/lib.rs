@@ -1,0 +1,14 @@
+//! forge's file formats and pure logic: recipes, the lockfile, digests and recipe hashing.
+//!
+//! Nothing here touches the filesystem or the network; callers hand in text and get typed,
+//! validated values (or diagnostics with `file:line:col`) back.
+
+pub mod diag;
+pub mod digest;
+pub mod hash;
+pub mod lockfile;
+pub mod paths;
+pub mod recipe;
+
+pub use diag::{Diagnostics, SourceFile, TomlError};
+pub use digest::{Hasher, Sha256Digest};
