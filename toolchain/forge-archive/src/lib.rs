@@ -144,9 +144,13 @@ pub fn unpack(
         }
         Unpack::Tar => u.tar(buffered, "tar")?,
         Unpack::TarGz => u.tar(flate2::bufread::MultiGzDecoder::new(buffered), "tar.gz")?,
-        Unpack::TarXz => u.tar(liblzma::bufread::XzDecoder::new_multi_decoder(buffered), "tar.xz")?,
+        Unpack::TarXz => u.tar(
+            liblzma::bufread::XzDecoder::new_multi_decoder(buffered),
+            "tar.xz",
+        )?,
         Unpack::TarZst => {
-            let d = zstd::stream::read::Decoder::with_buffer(buffered).map_err(|e| u.corrupt("tar.zst", e))?;
+            let d = zstd::stream::read::Decoder::with_buffer(buffered)
+                .map_err(|e| u.corrupt("tar.zst", e))?;
             u.tar(d, "tar.zst")?
         }
         Unpack::TarBz2 => u.tar(bzip2::bufread::MultiBzDecoder::new(buffered), "tar.bz2")?,
@@ -264,7 +268,9 @@ impl Unpacker {
         let path = self.root.join(parts.join("/"));
         // Later entries replace earlier files and links (tar semantics), never directories.
         match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => Err(self.refuse(entry, Violation::ReplacesDirectory(parts.join("/")))),
+            Ok(m) if m.is_dir() => {
+                Err(self.refuse(entry, Violation::ReplacesDirectory(parts.join("/"))))
+            }
             Ok(_) => {
                 fs::remove_file(&path).map_err(|e| self.io(&path, e))?;
                 Ok(path)
@@ -273,7 +279,12 @@ impl Unpacker {
         }
     }
 
-    fn write_file(&mut self, entry: &str, mut reader: impl Read, mode: u32) -> Result<(), ArchiveError> {
+    fn write_file(
+        &mut self,
+        entry: &str,
+        mut reader: impl Read,
+        mode: u32,
+    ) -> Result<(), ArchiveError> {
         let Some(parts) = entry_components(entry, 0).map_err(|v| self.refuse(entry, v))? else {
             return Ok(());
         };
@@ -356,7 +367,12 @@ impl Unpacker {
         symlink(target, &path).map_err(|e| self.io(&path, e))
     }
 
-    fn hardlink(&mut self, entry: &str, parts: &[String], target: &str) -> Result<(), ArchiveError> {
+    fn hardlink(
+        &mut self,
+        entry: &str,
+        parts: &[String],
+        target: &str,
+    ) -> Result<(), ArchiveError> {
         self.count_entry(entry)?;
         let target_parts = match entry_components(target, self.strip) {
             Ok(Some(t)) => t,
@@ -394,7 +410,8 @@ impl Unpacker {
             let kind = header.entry_type();
             let declared = header.size().unwrap_or(0);
             let mode = header.mode().unwrap_or(0o644);
-            let Some(parts) = entry_components(&raw, self.strip).map_err(|v| self.refuse(&raw, v))?
+            let Some(parts) =
+                entry_components(&raw, self.strip).map_err(|v| self.refuse(&raw, v))?
             else {
                 continue;
             };
@@ -426,7 +443,9 @@ impl Unpacker {
                         .unwrap_or_default();
                     self.hardlink(&raw, &parts, &target)?;
                 }
-                T::Char => return Err(self.refuse(&raw, Violation::SpecialFile("character device"))),
+                T::Char => {
+                    return Err(self.refuse(&raw, Violation::SpecialFile("character device")));
+                }
                 T::Block => return Err(self.refuse(&raw, Violation::SpecialFile("block device"))),
                 T::Fifo => return Err(self.refuse(&raw, Violation::SpecialFile("fifo"))),
                 // Metadata entries that the tar crate did not fold into the next entry.
@@ -445,7 +464,8 @@ impl Unpacker {
         for i in 0..zip.len() {
             let mut f = zip.by_index(i).map_err(|e| self.corrupt("zip", e))?;
             let raw = f.name().map_err(|e| self.corrupt("zip", e))?.to_string();
-            let Some(parts) = entry_components(&raw, self.strip).map_err(|v| self.refuse(&raw, v))?
+            let Some(parts) =
+                entry_components(&raw, self.strip).map_err(|v| self.refuse(&raw, v))?
             else {
                 continue;
             };
@@ -460,7 +480,9 @@ impl Unpacker {
                         .map_err(|e| self.corrupt("zip", e))?;
                     self.symlink(&raw, &parts, &target)?;
                 }
-                0o020000 => return Err(self.refuse(&raw, Violation::SpecialFile("character device"))),
+                0o020000 => {
+                    return Err(self.refuse(&raw, Violation::SpecialFile("character device")));
+                }
                 0o060000 => return Err(self.refuse(&raw, Violation::SpecialFile("block device"))),
                 0o010000 => return Err(self.refuse(&raw, Violation::SpecialFile("fifo"))),
                 0o140000 => return Err(self.refuse(&raw, Violation::SpecialFile("socket"))),
@@ -490,7 +512,9 @@ impl Unpacker {
             let data = io::BufReader::new(member);
             match id.as_str() {
                 "data.tar" => return self.tar(data, "deb"),
-                "data.tar.gz" => return self.tar(flate2::bufread::MultiGzDecoder::new(data), "deb"),
+                "data.tar.gz" => {
+                    return self.tar(flate2::bufread::MultiGzDecoder::new(data), "deb");
+                }
                 "data.tar.xz" => {
                     return self.tar(liblzma::bufread::XzDecoder::new_multi_decoder(data), "deb");
                 }
@@ -499,7 +523,9 @@ impl Unpacker {
                         .map_err(|e| self.corrupt("deb", e))?;
                     return self.tar(d, "deb");
                 }
-                "data.tar.bz2" => return self.tar(bzip2::bufread::MultiBzDecoder::new(data), "deb"),
+                "data.tar.bz2" => {
+                    return self.tar(bzip2::bufread::MultiBzDecoder::new(data), "deb");
+                }
                 _ => {}
             }
         }
@@ -535,7 +561,9 @@ pub fn resolve_in_root(root: &Path, rel: &str, follow_last: bool) -> io::Result<
             Ok(m) if m.file_type().is_symlink() && (follow_last || !is_last) => {
                 hops += 1;
                 if hops > 40 {
-                    return Err(io::Error::other(format!("too many symlinks resolving `{rel}`")));
+                    return Err(io::Error::other(format!(
+                        "too many symlinks resolving `{rel}`"
+                    )));
                 }
                 let target = fs::read_link(&candidate)?;
                 let target = target.to_string_lossy().into_owned();
@@ -563,8 +591,14 @@ mod tests {
             Some(vec!["b".to_string(), "c".to_string()])
         );
         assert_eq!(entry_components("a/", 1).unwrap(), None);
-        assert!(matches!(entry_components("/etc/passwd", 0), Err(Violation::AbsolutePath)));
-        assert!(matches!(entry_components("a/../../x", 0), Err(Violation::ParentComponent)));
+        assert!(matches!(
+            entry_components("/etc/passwd", 0),
+            Err(Violation::AbsolutePath)
+        ));
+        assert!(matches!(
+            entry_components("a/../../x", 0),
+            Err(Violation::ParentComponent)
+        ));
     }
 
     #[test]
@@ -585,8 +619,17 @@ mod tests {
         fs::write(root.join("a/f"), b"x").unwrap();
         symlink("/a", root.join("abs")).unwrap();
         symlink("../../../../..", root.join("a/up")).unwrap();
-        assert_eq!(resolve_in_root(&root, "abs/f", true).unwrap(), root.join("a/f"));
-        assert_eq!(resolve_in_root(&root, "a/up/a/f", true).unwrap(), root.join("a/f"));
-        assert_eq!(resolve_in_root(&root, "abs", false).unwrap(), root.join("abs"));
+        assert_eq!(
+            resolve_in_root(&root, "abs/f", true).unwrap(),
+            root.join("a/f")
+        );
+        assert_eq!(
+            resolve_in_root(&root, "a/up/a/f", true).unwrap(),
+            root.join("a/f")
+        );
+        assert_eq!(
+            resolve_in_root(&root, "abs", false).unwrap(),
+            root.join("abs")
+        );
     }
 }

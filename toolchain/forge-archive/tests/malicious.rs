@@ -73,7 +73,12 @@ fn refused(r: Result<forge_archive::UnpackStats, ArchiveError>, entry: &str) -> 
     match r {
         Err(e @ ArchiveError::Refused { .. }) => {
             let msg = e.to_string();
-            let ArchiveError::Refused { archive, entry: e, .. } = e else { unreachable!() };
+            let ArchiveError::Refused {
+                archive, entry: e, ..
+            } = e
+            else {
+                unreachable!()
+            };
             assert_eq!(archive, "evil-archive");
             assert_eq!(e, entry);
             assert!(msg.contains("evil-archive") && msg.contains(entry), "{msg}");
@@ -84,13 +89,20 @@ fn refused(r: Result<forge_archive::UnpackStats, ArchiveError>, entry: &str) -> 
 }
 
 fn assert_clean(c: &Case) {
-    assert!(outside_root(c).is_empty(), "written outside root: {:?}", outside_root(c));
+    assert!(
+        outside_root(c).is_empty(),
+        "written outside root: {:?}",
+        outside_root(c)
+    );
 }
 
 #[test]
 fn absolute_path() {
     let target = format!("/tmp/forge-evil-{}", std::process::id());
-    let c = case(&raw_tar(&[(&target, tar::EntryType::Regular, "", b"x")]), "a.tar");
+    let c = case(
+        &raw_tar(&[(&target, tar::EntryType::Regular, "", b"x")]),
+        "a.tar",
+    );
     let m = refused(run(&c, Unpack::Tar, Limits::default()), &target);
     assert!(m.contains("absolute path"), "{m}");
     assert!(!Path::new(&target).exists());
@@ -99,23 +111,35 @@ fn absolute_path() {
 
 #[test]
 fn parent_dir() {
-    let c = case(&raw_tar(&[("../evil", tar::EntryType::Regular, "", b"x")]), "a.tar");
+    let c = case(
+        &raw_tar(&[("../evil", tar::EntryType::Regular, "", b"x")]),
+        "a.tar",
+    );
     let m = refused(run(&c, Unpack::Tar, Limits::default()), "../evil");
     assert!(m.contains("`..`"), "{m}");
     assert_clean(&c);
-    let c = case(&raw_tar(&[("a/../../evil", tar::EntryType::Regular, "", b"x")]), "a.tar");
+    let c = case(
+        &raw_tar(&[("a/../../evil", tar::EntryType::Regular, "", b"x")]),
+        "a.tar",
+    );
     refused(run(&c, Unpack::Tar, Limits::default()), "a/../../evil");
     assert_clean(&c);
 }
 
 #[test]
 fn symlink_escaping() {
-    let c = case(&raw_tar(&[("up", tar::EntryType::Symlink, "../..", b"")]), "a.tar");
+    let c = case(
+        &raw_tar(&[("up", tar::EntryType::Symlink, "../..", b"")]),
+        "a.tar",
+    );
     let m = refused(run(&c, Unpack::Tar, Limits::default()), "up");
     assert!(m.contains("outside the archive root"), "{m}");
     assert_clean(&c);
 
-    let c = case(&raw_tar(&[("etc", tar::EntryType::Symlink, "/etc", b"")]), "a.tar");
+    let c = case(
+        &raw_tar(&[("etc", tar::EntryType::Symlink, "/etc", b"")]),
+        "a.tar",
+    );
     let m = refused(run(&c, Unpack::Tar, Limits::default()), "etc");
     assert!(m.contains("absolute path `/etc`"), "{m}");
     assert!(!c.root.join("etc").exists());
@@ -140,12 +164,18 @@ fn write_through_symlink() {
 
 #[test]
 fn hardlink_escaping() {
-    let c = case(&raw_tar(&[("pw", tar::EntryType::Link, "../../../etc/passwd", b"")]), "a.tar");
+    let c = case(
+        &raw_tar(&[("pw", tar::EntryType::Link, "../../../etc/passwd", b"")]),
+        "a.tar",
+    );
     let m = refused(run(&c, Unpack::Tar, Limits::default()), "pw");
     assert!(m.contains("hardlink"), "{m}");
     assert_clean(&c);
 
-    let c = case(&raw_tar(&[("pw", tar::EntryType::Link, "/etc/passwd", b"")]), "a.tar");
+    let c = case(
+        &raw_tar(&[("pw", tar::EntryType::Link, "/etc/passwd", b"")]),
+        "a.tar",
+    );
     refused(run(&c, Unpack::Tar, Limits::default()), "pw");
     assert!(!c.root.join("pw").exists());
 
@@ -182,7 +212,10 @@ fn size_limits() {
         max_entries: 3,
     };
     let big = vec![0u8; 1001];
-    let c = case(&raw_tar(&[("big", tar::EntryType::Regular, "", &big)]), "a.tar");
+    let c = case(
+        &raw_tar(&[("big", tar::EntryType::Regular, "", &big)]),
+        "a.tar",
+    );
     let m = refused(run(&c, Unpack::Tar, small), "big");
     assert!(m.contains("larger than the limit of 1000 bytes"), "{m}");
     assert!(!c.root.join("big").exists());
@@ -254,8 +287,11 @@ fn zip_attacks() {
 
     // Zip bomb: the declared size is honest here, the check on real bytes is what counts.
     let bytes = zip_with(|w| {
-        w.start_file("zeros", opts.compression_method(zip::CompressionMethod::Deflated))
-            .unwrap();
+        w.start_file(
+            "zeros",
+            opts.compression_method(zip::CompressionMethod::Deflated),
+        )
+        .unwrap();
         w.write_all(&vec![0u8; 16 << 20]).unwrap();
     });
     let c = case(&bytes, "bomb.zip");
@@ -285,16 +321,37 @@ fn deb_rules() {
     // dpkg semantics: absolute symlink targets are relative to the package root.
     let ok = deb_with(&raw_tar(&[
         ("./usr/bin/", tar::EntryType::Directory, "", b""),
-        ("./usr/bin/tool", tar::EntryType::Regular, "", b"#!/bin/sh\n"),
-        ("./usr/bin/alias", tar::EntryType::Symlink, "/usr/bin/tool", b""),
+        (
+            "./usr/bin/tool",
+            tar::EntryType::Regular,
+            "",
+            b"#!/bin/sh\n",
+        ),
+        (
+            "./usr/bin/alias",
+            tar::EntryType::Symlink,
+            "/usr/bin/tool",
+            b"",
+        ),
     ]));
     let c = case(&ok, "ok.deb");
     let stats = run(&c, Unpack::Deb, Limits::default()).unwrap();
     assert_eq!(stats.entries, 3);
-    assert_eq!(fs::read(c.root.join("usr/bin/tool")).unwrap(), b"#!/bin/sh\n");
-    assert_eq!(fs::read_link(c.root.join("usr/bin/alias")).unwrap(), Path::new("/usr/bin/tool"));
+    assert_eq!(
+        fs::read(c.root.join("usr/bin/tool")).unwrap(),
+        b"#!/bin/sh\n"
+    );
+    assert_eq!(
+        fs::read_link(c.root.join("usr/bin/alias")).unwrap(),
+        Path::new("/usr/bin/tool")
+    );
 
-    let bad = deb_with(&raw_tar(&[("./../../evil", tar::EntryType::Regular, "", b"x")]));
+    let bad = deb_with(&raw_tar(&[(
+        "./../../evil",
+        tar::EntryType::Regular,
+        "",
+        b"x",
+    )]));
     let c = case(&bad, "bad.deb");
     refused(run(&c, Unpack::Deb, Limits::default()), "./../../evil");
     assert_clean(&c);
@@ -319,7 +376,11 @@ fn strip_components_and_formats() {
         e.write_all(&tar).unwrap();
         e.finish().unwrap()
     };
-    for (bytes, kind) in [(xz, Unpack::TarXz), (zst, Unpack::TarZst), (bz, Unpack::TarBz2)] {
+    for (bytes, kind) in [
+        (xz, Unpack::TarXz),
+        (zst, Unpack::TarZst),
+        (bz, Unpack::TarBz2),
+    ] {
         let c = case(&bytes, "pkg");
         unpack(&c.archive, kind, 1, &c.root, &Limits::default(), "pkg").unwrap();
         assert_eq!(fs::read(c.root.join("bin/tool")).unwrap(), b"tool");

@@ -1,1 +1,646 @@
+//! Layers: the output of a recipe, a deterministic tar compressed with zstd.
+//!
+//! A [`LayerTree`] is the set of entries a recipe's steps produce. [`LayerTree::pack`]
+//! writes it so the bytes depend only on the entries and the SOURCE_DATE_EPOCH:
+//! - entries sorted by path (bytewise), every parent directory present;
+//! - ustar headers: mtime = SOURCE_DATE_EPOCH, numeric uid/gid as declared (else 0), empty
+//!   user/group names, modes normalised by the caller, no atime/ctime/xattrs;
+//! - names or link targets too long for ustar, and out-of-range ids or sizes, go into a PAX
+//!   extended header whose own name, mode and time are fixed;
+//! - zstd level 3 in streaming multithreaded mode with at least one worker: libzstd
+//!   guarantees the same frame for any worker count >= 1, so `-j 1` and `-j 64` give the
+//!   same bytes (tested below), while compression runs on every core.
+//!
+//! The header writer is ours (the `tar` crate only encodes fixed fields) because the `tar`
+//! crate's builder uses GNU long-name entries and copies metadata from the filesystem,
+//! and neither is under our control for determinism.
 
+pub mod diff;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use forge_schema::paths::ImagePath;
+use forge_schema::{Hasher, Sha256Digest};
+
+/// zstd level of every layer. Changing it changes every layer: bump
+/// `forge_schema::hash::BUILDER_VERSION` with it.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// The bytes of a file entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileData {
+    Inline(Arc<[u8]>),
+    /// A host file read at pack time; its size must not change in between.
+    Host {
+        path: PathBuf,
+        size: u64,
+    },
+}
+
+impl FileData {
+    pub fn len(&self) -> u64 {
+        match self {
+            FileData::Inline(b) => b.len() as u64,
+            FileData::Host { size, .. } => *size,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What an entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    File(FileData),
+    Dir,
+    Symlink(String),
+}
+
+/// One entry of a layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Node {
+    pub fn dir(mode: u32, uid: u32, gid: u32) -> Self {
+        Self {
+            kind: Kind::Dir,
+            mode,
+            uid,
+            gid,
+        }
+    }
+}
+
+/// Layer errors.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("`{path}` is produced twice: {first} and {second}")]
+    Conflict {
+        path: String,
+        first: String,
+        second: String,
+    },
+    #[error(
+        "`{path}` must be a directory because `{child}` is inside it, but a step made it a {kind}"
+    )]
+    NotADirectory {
+        path: String,
+        child: String,
+        kind: &'static str,
+    },
+    #[error("cannot read `{}`: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`{}` changed size while the layer was being written", path.display())]
+    Changed { path: PathBuf },
+    #[error("`{}` is a {kind}, which a layer cannot hold", path.display())]
+    Special { path: PathBuf, kind: &'static str },
+    #[error("cannot write the layer: {0}")]
+    Write(#[source] io::Error),
+    #[error("invalid path in tree: {0}")]
+    Path(String),
+}
+
+/// The entries of a layer, keyed by path without leading slash, plus who produced each
+/// (for conflict messages).
+#[derive(Debug, Clone, Default)]
+pub struct LayerTree {
+    entries: BTreeMap<String, (Node, String)>,
+}
+
+/// What [`LayerTree::pack`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackResult {
+    /// SHA-256 of the compressed bytes (the layer's identity).
+    pub layer_sha256: Sha256Digest,
+    /// SHA-256 of the uncompressed tar.
+    pub content_sha256: Sha256Digest,
+    pub layer_size: u64,
+    pub content_size: u64,
+    pub entries: u64,
+}
+
+fn kind_name(k: &Kind) -> &'static str {
+    match k {
+        Kind::File(_) => "file",
+        Kind::Dir => "directory",
+        Kind::Symlink(_) => "symlink",
+    }
+}
+
+impl LayerTree {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, path: &ImagePath) -> Option<&Node> {
+        self.entries.get(path.relative()).map(|(n, _)| n)
+    }
+
+    /// Adds an entry. The same path twice is a conflict, except a directory declared twice
+    /// with the same attributes.
+    pub fn insert(&mut self, path: &ImagePath, node: Node, origin: &str) -> Result<(), LayerError> {
+        match self.entries.get(path.relative()) {
+            Some((existing, _)) if existing == &node && node.kind == Kind::Dir => Ok(()),
+            Some((_, first)) => Err(LayerError::Conflict {
+                path: path.to_string(),
+                first: first.clone(),
+                second: origin.to_string(),
+            }),
+            None => {
+                self.entries
+                    .insert(path.relative().to_string(), (node, origin.to_string()));
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds everything under host directory `dir` below `dest`, without following symlinks.
+    /// Modes are normalised: directories 0755, files 0755 if any execute bit is set else
+    /// 0644, symlinks 0777. Owners are `uid`/`gid`.
+    pub fn add_host_tree(
+        &mut self,
+        dir: &Path,
+        dest: &ImagePath,
+        uid: u32,
+        gid: u32,
+        origin: &str,
+    ) -> Result<(), LayerError> {
+        let walker = walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .sort_by_file_name()
+            .min_depth(1);
+        for entry in walker {
+            let entry = entry.map_err(|e| LayerError::Read {
+                path: e
+                    .path()
+                    .map_or_else(|| dir.to_path_buf(), Path::to_path_buf),
+                source: e
+                    .into_io_error()
+                    .unwrap_or_else(|| io::Error::other("walk error")),
+            })?;
+            let rel = entry
+                .path()
+                .strip_prefix(dir)
+                .map_err(|e| LayerError::Path(e.to_string()))?;
+            let rel = rel
+                .to_str()
+                .ok_or_else(|| LayerError::Path(format!("`{}` is not UTF-8", rel.display())))?;
+            let path = dest
+                .join(rel)
+                .map_err(|e| LayerError::Path(e.to_string()))?;
+            let meta = entry
+                .path()
+                .symlink_metadata()
+                .map_err(|source| LayerError::Read {
+                    path: entry.path().to_path_buf(),
+                    source,
+                })?;
+            let ft = meta.file_type();
+            let node = if ft.is_dir() {
+                Node::dir(0o755, uid, gid)
+            } else if ft.is_symlink() {
+                let target =
+                    std::fs::read_link(entry.path()).map_err(|source| LayerError::Read {
+                        path: entry.path().to_path_buf(),
+                        source,
+                    })?;
+                Node {
+                    kind: Kind::Symlink(target.to_string_lossy().into_owned()),
+                    mode: 0o777,
+                    uid,
+                    gid,
+                }
+            } else if ft.is_file() {
+                let exec = meta.permissions().mode() & 0o111 != 0;
+                Node {
+                    kind: Kind::File(FileData::Host {
+                        path: entry.path().to_path_buf(),
+                        size: meta.len(),
+                    }),
+                    mode: if exec { 0o755 } else { 0o644 },
+                    uid,
+                    gid,
+                }
+            } else {
+                return Err(LayerError::Special {
+                    path: entry.path().to_path_buf(),
+                    kind: "device, fifo or socket",
+                });
+            };
+            self.insert(&path, node, origin)?;
+        }
+        Ok(())
+    }
+
+    /// Fills in missing parent directories (0755, root-owned) and checks every parent is a
+    /// directory.
+    fn complete(&self) -> Result<Vec<(String, Node)>, LayerError> {
+        let mut all: BTreeMap<String, Node> = BTreeMap::new();
+        for (path, (node, _)) in &self.entries {
+            let mut end = 0;
+            while let Some(i) = path[end..].find('/') {
+                let parent = &path[..end + i];
+                end += i + 1;
+                match self.entries.get(parent) {
+                    Some((n, _)) if n.kind != Kind::Dir => {
+                        return Err(LayerError::NotADirectory {
+                            path: format!("/{parent}"),
+                            child: format!("/{path}"),
+                            kind: kind_name(&n.kind),
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        all.entry(parent.to_string())
+                            .or_insert_with(|| Node::dir(0o755, 0, 0));
+                    }
+                }
+            }
+            all.insert(path.clone(), node.clone());
+        }
+        Ok(all.into_iter().collect())
+    }
+
+    /// Writes the layer (`.tar.zst`) to `out`. `workers` >= 1 zstd threads; the output does
+    /// not depend on it.
+    pub fn pack(
+        &self,
+        out: impl Write,
+        source_date_epoch: u64,
+        workers: u32,
+    ) -> Result<PackResult, LayerError> {
+        let entries = self.complete()?;
+        let layer_hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
+        let mut encoder = zstd::stream::write::Encoder::new(layer_hashing, ZSTD_LEVEL)
+            .map_err(LayerError::Write)?;
+        encoder
+            .multithread(workers.max(1))
+            .map_err(LayerError::Write)?;
+        encoder.include_checksum(true).map_err(LayerError::Write)?;
+        encoder
+            .include_contentsize(false)
+            .map_err(LayerError::Write)?;
+        let mut tar = HashingWriter::new(encoder);
+        let mut buf = vec![0u8; 1 << 20];
+        for (path, node) in &entries {
+            write_entry(&mut tar, path, node, source_date_epoch, &mut buf)?;
+        }
+        // End of archive: two zero blocks.
+        tar.write_all(&[0u8; 1024]).map_err(LayerError::Write)?;
+        let (encoder, content_sha256, content_size) = tar.finish();
+        let layer_hashing = encoder.finish().map_err(LayerError::Write)?;
+        let (mut inner, layer_sha256, layer_size) = layer_hashing.finish();
+        inner.flush().map_err(LayerError::Write)?;
+        Ok(PackResult {
+            layer_sha256,
+            content_sha256,
+            layer_size,
+            content_size,
+            entries: entries.len() as u64,
+        })
+    }
+}
+
+/// A writer that hashes and counts what passes through.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Hasher,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Hasher::new(),
+        }
+    }
+
+    pub fn finish(self) -> (W, Sha256Digest, u64) {
+        let len = self.hasher.len();
+        (self.inner, self.hasher.finish(), len)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+const PAX_NAME: &str = "././@PaxHeader";
+/// Largest value of an 8-byte octal field (7 digits + NUL).
+const MAX_ID: u64 = 0o7777777;
+/// Largest value of the 12-byte size field (11 digits + NUL).
+const MAX_SIZE: u64 = 0o77777777777;
+
+/// One PAX record: "<len> <key>=<value>\n", where <len> counts the whole record.
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = body + 1;
+    while len != body + len.to_string().len() {
+        len = body + len.to_string().len();
+    }
+    let mut rec = format!("{len} {key}=").into_bytes();
+    rec.extend_from_slice(value);
+    rec.push(b'\n');
+    rec
+}
+
+fn header(
+    kind: tar::EntryType,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    size: u64,
+    mtime: u64,
+) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(uid.min(MAX_ID));
+    h.set_gid(gid.min(MAX_ID));
+    h.set_size(size.min(MAX_SIZE));
+    h.set_mtime(mtime.min(MAX_SIZE));
+    h
+}
+
+/// Sets the name (and link) fields if they fit ustar; returns what must go to PAX.
+fn set_names(h: &mut tar::Header, name: &str, link: Option<&str>) -> Vec<(&'static str, Vec<u8>)> {
+    let mut pax = Vec::new();
+    if h.set_path(name).is_err() || name.len() > 255 {
+        pax.push(("path", name.as_bytes().to_vec()));
+        // Deterministic stand-in: the name truncated at a character boundary.
+        let mut cut = 99.min(name.len());
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let _ = h.set_path(&name[..cut]);
+    }
+    if let Some(link) = link
+        && (link.len() > 100 || h.set_link_name(link).is_err())
+    {
+        pax.push(("linkpath", link.as_bytes().to_vec()));
+        let _ = h.set_link_name("././@LongLink");
+    }
+    pax
+}
+
+fn write_entry(
+    w: &mut impl Write,
+    path: &str,
+    node: &Node,
+    mtime: u64,
+    buf: &mut [u8],
+) -> Result<(), LayerError> {
+    let (kind, size, link) = match &node.kind {
+        Kind::File(d) => (tar::EntryType::Regular, d.len(), None),
+        Kind::Dir => (tar::EntryType::Directory, 0, None),
+        Kind::Symlink(t) => (tar::EntryType::Symlink, 0, Some(t.as_str())),
+    };
+    let name = if node.kind == Kind::Dir {
+        format!("{path}/")
+    } else {
+        path.to_string()
+    };
+    let mut h = header(
+        kind,
+        node.mode & 0o7777,
+        u64::from(node.uid),
+        u64::from(node.gid),
+        size,
+        mtime,
+    );
+    let mut pax = set_names(&mut h, &name, link);
+    if u64::from(node.uid) > MAX_ID {
+        pax.push(("uid", node.uid.to_string().into_bytes()));
+    }
+    if u64::from(node.gid) > MAX_ID {
+        pax.push(("gid", node.gid.to_string().into_bytes()));
+    }
+    if size > MAX_SIZE {
+        pax.push(("size", size.to_string().into_bytes()));
+    }
+    if !pax.is_empty() {
+        let records: Vec<u8> = pax.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
+        let mut ph = header(
+            tar::EntryType::XHeader,
+            0o644,
+            0,
+            0,
+            records.len() as u64,
+            mtime,
+        );
+        let _ = ph.set_path(PAX_NAME);
+        ph.set_cksum();
+        w.write_all(ph.as_bytes()).map_err(LayerError::Write)?;
+        write_padded(w, &records)?;
+    }
+    h.set_cksum();
+    w.write_all(h.as_bytes()).map_err(LayerError::Write)?;
+    if let Kind::File(data) = &node.kind {
+        match data {
+            FileData::Inline(bytes) => write_padded(w, bytes)?,
+            FileData::Host { path, size } => {
+                let mut f = File::open(path).map_err(|source| LayerError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let mut left = *size;
+                while left > 0 {
+                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let n = f
+                        .read(&mut buf[..want])
+                        .map_err(|source| LayerError::Read {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    if n == 0 {
+                        return Err(LayerError::Changed { path: path.clone() });
+                    }
+                    w.write_all(&buf[..n]).map_err(LayerError::Write)?;
+                    left -= n as u64;
+                }
+                if f.read(&mut buf[..1]).map_err(|source| LayerError::Read {
+                    path: path.clone(),
+                    source,
+                })? != 0
+                {
+                    return Err(LayerError::Changed { path: path.clone() });
+                }
+                pad(w, *size)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn pad(w: &mut impl Write, len: u64) -> Result<(), LayerError> {
+    let rem = (len % 512) as usize;
+    if rem != 0 {
+        w.write_all(&[0u8; 512][..512 - rem])
+            .map_err(LayerError::Write)?;
+    }
+    Ok(())
+}
+
+fn write_padded(w: &mut impl Write, bytes: &[u8]) -> Result<(), LayerError> {
+    w.write_all(bytes).map_err(LayerError::Write)?;
+    pad(w, bytes.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> ImagePath {
+        ImagePath::parse(s).unwrap()
+    }
+
+    fn file(content: &[u8], mode: u32) -> Node {
+        Node {
+            kind: Kind::File(FileData::Inline(content.into())),
+            mode,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    fn sample() -> LayerTree {
+        let mut t = LayerTree::new();
+        t.insert(&p("/etc/hello.conf"), file(b"hi\n", 0o644), "a")
+            .unwrap();
+        let long = format!("/opt/{}/{}", "d".repeat(120), "f".repeat(150));
+        t.insert(&p(&long), file(&vec![7u8; 70_000], 0o755), "a")
+            .unwrap();
+        t.insert(
+            &p("/usr/bin/hello"),
+            Node {
+                kind: Kind::Symlink("../lib/hello/".to_string() + &"x".repeat(130)),
+                mode: 0o777,
+                uid: 0,
+                gid: 0,
+            },
+            "a",
+        )
+        .unwrap();
+        t.insert(
+            &p("/var/lib/big-ids"),
+            Node::dir(0o750, 4_000_000_000, 3),
+            "a",
+        )
+        .unwrap();
+        t
+    }
+
+    fn pack(t: &LayerTree, workers: u32) -> (Vec<u8>, PackResult) {
+        let mut out = Vec::new();
+        let r = t.pack(&mut out, 1_700_000_000, workers).unwrap();
+        (out, r)
+    }
+
+    #[test]
+    fn same_bytes_for_any_worker_count() {
+        let t = sample();
+        let (a, ra) = pack(&t, 1);
+        let (b, rb) = pack(&t, 2);
+        let (c, _) = pack(&t, 7);
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_eq!(ra, rb);
+        assert_eq!(ra.layer_sha256, Sha256Digest::of(&a));
+        assert_eq!(ra.layer_size, a.len() as u64);
+    }
+
+    #[test]
+    fn readable_by_tar_with_all_metadata() {
+        let (bytes, r) = pack(&sample(), 2);
+        let raw = zstd::decode_all(&bytes[..]).unwrap();
+        assert_eq!(Sha256Digest::of(&raw), r.content_sha256);
+        let mut ar = tar::Archive::new(&raw[..]);
+        let mut seen = Vec::new();
+        for e in ar.entries().unwrap() {
+            let e = e.unwrap();
+            let h = e.header();
+            assert_eq!(h.mtime().unwrap(), 1_700_000_000);
+            let path = e
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string();
+            if path == "var/lib/big-ids" {
+                // Past the octal field, the id travels in a PAX record.
+                assert_eq!(e.header().uid().unwrap(), 4_000_000_000);
+            }
+            seen.push((path, h.mode().unwrap()));
+        }
+        let names: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names[0], "etc");
+        assert!(names.contains(&"etc/hello.conf"));
+        assert!(
+            names.iter().any(|n| n.ends_with(&"f".repeat(150))),
+            "{names:?}"
+        );
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+    }
+
+    #[test]
+    fn conflicts_and_parents() {
+        let mut t = LayerTree::new();
+        t.insert(&p("/a"), file(b"x", 0o644), "step 1").unwrap();
+        let e = t.insert(&p("/a"), file(b"y", 0o644), "step 2").unwrap_err();
+        assert!(e.to_string().contains("step 1 and step 2"), "{e}");
+        t.insert(&p("/a/b"), file(b"x", 0o644), "step 3").unwrap();
+        let e = pack_err(&t);
+        assert!(e.contains("`/a` must be a directory"), "{e}");
+        // Same directory twice is fine.
+        let mut t = LayerTree::new();
+        t.insert(&p("/d"), Node::dir(0o755, 0, 0), "1").unwrap();
+        t.insert(&p("/d"), Node::dir(0o755, 0, 0), "2").unwrap();
+    }
+
+    fn pack_err(t: &LayerTree) -> String {
+        t.pack(Vec::new(), 0, 1).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn pax_records_have_self_consistent_lengths() {
+        for n in [0usize, 1, 5, 90, 94, 95, 96, 990, 995, 9990] {
+            let rec = pax_record("path", &vec![b'a'; n]);
+            let (len, _) = std::str::from_utf8(&rec).unwrap().split_once(' ').unwrap();
+            assert_eq!(len.parse::<usize>().unwrap(), rec.len());
+        }
+    }
+}
