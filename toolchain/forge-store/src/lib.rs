@@ -241,6 +241,19 @@ impl Store {
         Ok(dest)
     }
 
+    /// Moves a file that lives in the store's `tmp/` (e.g. a finished download whose bytes
+    /// the caller hashed while writing) into place as blob `digest`.
+    pub fn commit_tmp_path(&self, path: &Path, digest: &Sha256Digest) -> Result<PathBuf> {
+        let dest = self.blob_path(digest);
+        let f = File::open(path).at(path)?;
+        f.set_permissions(fs::Permissions::from_mode(0o444)).at(path)?;
+        f.sync_all().at(path)?;
+        fs::rename(path, &dest).at(&dest)?;
+        let dir = self.root.join("blobs/sha256");
+        fsutil::sync_dir(&dir).at(&dir)?;
+        Ok(dest)
+    }
+
     /// Stores a copy of a file, verifying it hashes to `expected`.
     pub fn add_file(&self, src: &Path, expected: &Sha256Digest) -> Result<PathBuf> {
         if self.has_blob(expected) {

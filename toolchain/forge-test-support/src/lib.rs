@@ -1,1 +1,5 @@
+//! Test support: real servers on loopback that tests start and control.
+//!
+//! Not part of the `forge` binary.
 
+pub mod http;
