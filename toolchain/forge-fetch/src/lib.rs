@@ -78,7 +78,10 @@ pub enum FetchError {
         expected: Sha256Digest,
         actual: Sha256Digest,
     },
-    #[error("source `{name}` (sha256 {sha256}) could not be fetched:{}", list_failures(failures))]
+    #[error(
+        "source `{name}` (sha256 {sha256}) could not be fetched:{}",
+        list_failures(failures)
+    )]
     Failed {
         name: String,
         sha256: Sha256Digest,
@@ -254,7 +257,11 @@ impl Fetcher {
     }
 
     /// Fetches one source.
-    pub async fn fetch(&self, store: &Arc<Store>, req: &FetchRequest) -> Result<Fetched, FetchError> {
+    pub async fn fetch(
+        &self,
+        store: &Arc<Store>,
+        req: &FetchRequest,
+    ) -> Result<Fetched, FetchError> {
         if store.has_blob(&req.sha256) {
             return Ok(Fetched {
                 sha256: req.sha256,
@@ -280,7 +287,11 @@ impl Fetcher {
         result
     }
 
-    async fn fetch_locked(&self, store: &Arc<Store>, req: &FetchRequest) -> Result<Fetched, FetchError> {
+    async fn fetch_locked(
+        &self,
+        store: &Arc<Store>,
+        req: &FetchRequest,
+    ) -> Result<Fetched, FetchError> {
         if store.has_blob(&req.sha256) {
             return Ok(Fetched {
                 sha256: req.sha256,
@@ -291,7 +302,11 @@ impl Fetcher {
         if let Some(found) = self.from_source_dirs(store, req)? {
             return Ok(found);
         }
-        let local_urls: Vec<&String> = req.urls.iter().filter(|u| u.starts_with("file://")).collect();
+        let local_urls: Vec<&String> = req
+            .urls
+            .iter()
+            .filter(|u| u.starts_with("file://"))
+            .collect();
         if self.options.offline && local_urls.is_empty() {
             return Err(FetchError::Offline {
                 missing: vec![Missing {
@@ -373,10 +388,18 @@ impl Fetcher {
         })
     }
 
-    fn from_source_dirs(&self, store: &Store, req: &FetchRequest) -> Result<Option<Fetched>, FetchError> {
+    fn from_source_dirs(
+        &self,
+        store: &Store,
+        req: &FetchRequest,
+    ) -> Result<Option<Fetched>, FetchError> {
         let hex = req.sha256.to_hex();
         for dir in &self.options.source_dirs {
-            for candidate in [dir.join(&hex), dir.join("sha256").join(&hex), dir.join(&req.file_name)] {
+            for candidate in [
+                dir.join(&hex),
+                dir.join("sha256").join(&hex),
+                dir.join(&req.file_name),
+            ] {
                 if !candidate.is_file() {
                     continue;
                 }
@@ -405,7 +428,12 @@ impl Fetcher {
     }
 
     /// Downloads one URL into `part` with retries; returns the hash of the complete file.
-    async fn fetch_url(&self, req: &FetchRequest, url: &str, part: &Path) -> Result<Sha256Digest, String> {
+    async fn fetch_url(
+        &self,
+        req: &FetchRequest,
+        url: &str,
+        part: &Path,
+    ) -> Result<Sha256Digest, String> {
         if let Some(path) = url.strip_prefix("file://") {
             return copy_local(Path::new(path), part);
         }
@@ -459,7 +487,10 @@ impl Fetcher {
             && content_range_start(&response) == Some(offset);
         if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
             let _ = fs::remove_file(part);
-            return Attempt::Transient("server refused to resume; starting over".into(), Some(Duration::ZERO));
+            return Attempt::Transient(
+                "server refused to resume; starting over".into(),
+                Some(Duration::ZERO),
+            );
         }
         if !status.is_success() {
             let retry_after = response
@@ -481,14 +512,18 @@ impl Fetcher {
         let (mut file, mut pos) = if resumed {
             match OpenOptions::new().append(true).open(part) {
                 Ok(f) => (f, offset),
-                Err(e) => return Attempt::Permanent(format!("cannot write {}: {e}", part.display())),
+                Err(e) => {
+                    return Attempt::Permanent(format!("cannot write {}: {e}", part.display()));
+                }
             }
         } else {
             // Full response (also when the server ignored our range): start over.
             hasher = Hasher::new();
             match File::create(part) {
                 Ok(f) => (f, 0),
-                Err(e) => return Attempt::Permanent(format!("cannot write {}: {e}", part.display())),
+                Err(e) => {
+                    return Attempt::Permanent(format!("cannot write {}: {e}", part.display()));
+                }
             }
         };
         let total = response.content_length().map(|n| n + pos);
@@ -536,7 +571,11 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 fn content_range_start(r: &reqwest::Response) -> Option<u64> {
-    let v = r.headers().get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
+    let v = r
+        .headers()
+        .get(reqwest::header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
     let rest = v.strip_prefix("bytes ")?;
     rest.split('-').next()?.trim().parse().ok()
 }
@@ -563,7 +602,8 @@ fn hash_part(part: &Path) -> io::Result<(Hasher, u64)> {
 
 fn copy_local(src: &Path, part: &Path) -> Result<Sha256Digest, String> {
     let input = File::open(src).map_err(|e| format!("cannot read {}: {e}", src.display()))?;
-    let mut out = File::create(part).map_err(|e| format!("cannot write {}: {e}", part.display()))?;
+    let mut out =
+        File::create(part).map_err(|e| format!("cannot write {}: {e}", part.display()))?;
     let (d, _) = forge_store::fsutil::copy_hashing(input, &mut out)
         .map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
     out.sync_all().map_err(|e| e.to_string())?;

@@ -10,7 +10,9 @@ use forge_store::Store;
 use forge_test_support::http::{Fault, FileServer};
 
 fn data(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 struct Env {
@@ -69,12 +71,16 @@ fn downloads_and_verifies() {
     let bytes = data(300_000, 1);
     e.server.put("a.bin", bytes.clone());
     let r = req("a", vec![e.server.url("a.bin")], &bytes);
-    let got = rt().block_on(fetcher(FetchOptions::default()).fetch(&e.store, &r)).unwrap();
+    let got = rt()
+        .block_on(fetcher(FetchOptions::default()).fetch(&e.store, &r))
+        .unwrap();
     assert_eq!(got.origin, Origin::Url(e.server.url("a.bin")));
     assert_eq!(fs::read(&got.path).unwrap(), bytes);
     assert!(tmp_is_empty(&e));
     // Second time: from the store, no request.
-    let again = rt().block_on(fetcher(FetchOptions::default()).fetch(&e.store, &r)).unwrap();
+    let again = rt()
+        .block_on(fetcher(FetchOptions::default()).fetch(&e.store, &r))
+        .unwrap();
     assert_eq!(again.origin, Origin::Store);
     assert_eq!(e.server.seen().len(), 1);
 }
@@ -84,8 +90,14 @@ fn falls_back_to_next_mirror() {
     let e = env();
     let bytes = data(1000, 2);
     e.server.put("good/a.bin", bytes.clone());
-    let r = req("a", vec![e.server.url("missing/a.bin"), e.server.url("good/a.bin")], &bytes);
-    let got = rt().block_on(fetcher(FetchOptions::default()).fetch(&e.store, &r)).unwrap();
+    let r = req(
+        "a",
+        vec![e.server.url("missing/a.bin"), e.server.url("good/a.bin")],
+        &bytes,
+    );
+    let got = rt()
+        .block_on(fetcher(FetchOptions::default()).fetch(&e.store, &r))
+        .unwrap();
     assert_eq!(got.origin, Origin::Url(e.server.url("good/a.bin")));
     let statuses: Vec<u16> = e.server.seen().iter().map(|s| s.status).collect();
     assert_eq!(statuses, [404, 200]);
@@ -100,7 +112,8 @@ fn retries_transient_errors() {
     e.server.fault("a.bin", Fault::RetryAfter(429, 0));
     e.server.fault("a.bin", Fault::Status(500));
     let r = req("a", vec![e.server.url("a.bin")], &bytes);
-    rt().block_on(fetcher(FetchOptions::default()).fetch(&e.store, &r)).unwrap();
+    rt().block_on(fetcher(FetchOptions::default()).fetch(&e.store, &r))
+        .unwrap();
     let statuses: Vec<u16> = e.server.seen().iter().map(|s| s.status).collect();
     assert_eq!(statuses, [503, 429, 500, 200]);
 }
@@ -124,7 +137,10 @@ fn gives_up_after_retries() {
         )
         .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("HTTP 502") && msg.contains("gave up after 3 attempts"), "{msg}");
+    assert!(
+        msg.contains("HTTP 502") && msg.contains("gave up after 3 attempts"),
+        "{msg}"
+    );
     assert!(!e.store.has_blob(&r.sha256));
 }
 
@@ -135,7 +151,9 @@ fn resumes_after_dropped_connection() {
     e.server.put("a.bin", bytes.clone());
     e.server.fault("a.bin", Fault::CutAfter(123_456));
     let r = req("a", vec![e.server.url("a.bin")], &bytes);
-    let got = rt().block_on(fetcher(FetchOptions::default()).fetch(&e.store, &r)).unwrap();
+    let got = rt()
+        .block_on(fetcher(FetchOptions::default()).fetch(&e.store, &r))
+        .unwrap();
     assert_eq!(fs::read(&got.path).unwrap(), bytes);
     let seen = e.server.seen();
     assert_eq!(seen.len(), 2, "{seen:?}");
@@ -157,7 +175,9 @@ fn restarts_when_server_ignores_range() {
     e.server.fault("a.bin", Fault::CutAfter(50_000));
     e.server.fault("a.bin", Fault::IgnoreRange);
     let r = req("a", vec![e.server.url("a.bin")], &bytes);
-    let got = rt().block_on(fetcher(FetchOptions::default()).fetch(&e.store, &r)).unwrap();
+    let got = rt()
+        .block_on(fetcher(FetchOptions::default()).fetch(&e.store, &r))
+        .unwrap();
     assert_eq!(fs::read(&got.path).unwrap(), bytes);
 }
 
@@ -167,9 +187,15 @@ fn resumes_a_part_left_by_a_killed_run() {
     let bytes = data(100_000, 7);
     e.server.put("a.bin", bytes.clone());
     let r = req("a", vec![e.server.url("a.bin")], &bytes);
-    let part = e.store.root().join("tmp").join(format!("fetch-{}.part", r.sha256));
+    let part = e
+        .store
+        .root()
+        .join("tmp")
+        .join(format!("fetch-{}.part", r.sha256));
     fs::write(&part, &bytes[..40_000]).unwrap();
-    let got = rt().block_on(fetcher(FetchOptions::default()).fetch(&e.store, &r)).unwrap();
+    let got = rt()
+        .block_on(fetcher(FetchOptions::default()).fetch(&e.store, &r))
+        .unwrap();
     assert_eq!(fs::read(&got.path).unwrap(), bytes);
     assert_eq!(e.server.seen()[0].range.as_deref(), Some("bytes=40000-"));
     assert!(!part.exists());
@@ -182,7 +208,9 @@ fn hash_mismatch_names_both_hashes_and_stores_nothing() {
     let pinned = data(1000, 9);
     e.server.put("a.bin", served.clone());
     let r = req("hello/a", vec![e.server.url("a.bin")], &pinned);
-    let err = rt().block_on(fetcher(FetchOptions::default()).fetch(&e.store, &r)).unwrap_err();
+    let err = rt()
+        .block_on(fetcher(FetchOptions::default()).fetch(&e.store, &r))
+        .unwrap_err();
     assert!(matches!(err, FetchError::HashMismatch { .. }));
     let msg = err.to_string();
     assert!(msg.contains("hello/a"), "{msg}");

@@ -178,13 +178,14 @@ impl LayerTree {
         }
     }
 
-    /// Adds everything under host directory `dir` below `dest`, without following symlinks.
+    /// Adds everything under host directory `dir` below `dest` (at the top of the layer when
+    /// `None`), without following symlinks.
     /// Modes are normalised: directories 0755, files 0755 if any execute bit is set else
     /// 0644, symlinks 0777. Owners are `uid`/`gid`.
     pub fn add_host_tree(
         &mut self,
         dir: &Path,
-        dest: &ImagePath,
+        dest: Option<&ImagePath>,
         uid: u32,
         gid: u32,
         origin: &str,
@@ -209,9 +210,11 @@ impl LayerTree {
             let rel = rel
                 .to_str()
                 .ok_or_else(|| LayerError::Path(format!("`{}` is not UTF-8", rel.display())))?;
-            let path = dest
-                .join(rel)
-                .map_err(|e| LayerError::Path(e.to_string()))?;
+            let path = match dest {
+                Some(d) => d.join(rel),
+                None => ImagePath::from_relative(rel),
+            }
+            .map_err(|e| LayerError::Path(e.to_string()))?;
             let meta = entry
                 .path()
                 .symlink_metadata()
@@ -285,6 +288,26 @@ impl LayerTree {
         Ok(all.into_iter().collect())
     }
 
+    /// Writes the uncompressed tar to `out` (not flushed); returns its SHA-256, size and
+    /// entry count.
+    pub fn write_tar(
+        &self,
+        out: impl Write,
+        source_date_epoch: u64,
+    ) -> Result<(Sha256Digest, u64, u64), LayerError> {
+        let entries = self.complete()?;
+        let mut tar = HashingWriter::new(out);
+        let mut buf = vec![0u8; 1 << 20];
+        for (path, node) in &entries {
+            write_entry(&mut tar, path, node, source_date_epoch, &mut buf)?;
+        }
+        // End of archive: two zero blocks.
+        tar.write_all(&[0u8; 1024]).map_err(LayerError::Write)?;
+        // No flush here: flushing a zstd stream ends a block and would change the layer.
+        let (_, sha, size) = tar.finish();
+        Ok((sha, size, entries.len() as u64))
+    }
+
     /// Writes the layer (`.tar.zst`) to `out`. `workers` >= 1 zstd threads; the output does
     /// not depend on it.
     pub fn pack(
@@ -293,7 +316,6 @@ impl LayerTree {
         source_date_epoch: u64,
         workers: u32,
     ) -> Result<PackResult, LayerError> {
-        let entries = self.complete()?;
         let layer_hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
         let mut encoder = zstd::stream::write::Encoder::new(layer_hashing, ZSTD_LEVEL)
             .map_err(LayerError::Write)?;
@@ -304,15 +326,10 @@ impl LayerTree {
         encoder
             .include_contentsize(false)
             .map_err(LayerError::Write)?;
-        let mut tar = HashingWriter::new(encoder);
-        let mut buf = vec![0u8; 1 << 20];
-        for (path, node) in &entries {
-            write_entry(&mut tar, path, node, source_date_epoch, &mut buf)?;
-        }
-        // End of archive: two zero blocks.
-        tar.write_all(&[0u8; 1024]).map_err(LayerError::Write)?;
-        let (encoder, content_sha256, content_size) = tar.finish();
-        let layer_hashing = encoder.finish().map_err(LayerError::Write)?;
+        let mut encoder_ref = encoder;
+        let (content_sha256, content_size, entries) =
+            self.write_tar(&mut encoder_ref, source_date_epoch)?;
+        let layer_hashing = encoder_ref.finish().map_err(LayerError::Write)?;
         let (mut inner, layer_sha256, layer_size) = layer_hashing.finish();
         inner.flush().map_err(LayerError::Write)?;
         Ok(PackResult {
@@ -320,7 +337,7 @@ impl LayerTree {
             content_sha256,
             layer_size,
             content_size,
-            entries: entries.len() as u64,
+            entries,
         })
     }
 }

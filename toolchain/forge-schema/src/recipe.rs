@@ -180,7 +180,9 @@ pub enum Action {
     File {
         path: ImagePath,
         content: Content,
-        mode: u32,
+        /// `None`: 0644 for inline content; for a source file, 0755 if it is executable
+        /// there, else 0644.
+        mode: Option<u32>,
         owner: Owner,
     },
     Tree {
@@ -924,10 +926,11 @@ fn check_step(c: &mut Checker<'_>, st: &Spanned<RawStep>, sources: &[Source]) ->
         StepKind::File => {
             let path = c.image_path(need!(path, "path"));
             let content = content(c);
+            let mode = r.mode.as_ref().map(|_| c.mode(&r.mode, 0o644));
             Action::File {
                 path: path?,
                 content: content?,
-                mode: c.mode(&r.mode, 0o644),
+                mode,
                 owner,
             }
         }
@@ -1154,7 +1157,7 @@ mode = "0750"
         assert_eq!(r.steps.len(), 4);
         match &r.steps[0].action {
             Action::File { mode, path, .. } => {
-                assert_eq!(*mode, 0o644);
+                assert_eq!(*mode, None);
                 assert_eq!(path.relative(), "usr/share/hello/hello.txt");
             }
             other => panic!("{other:?}"),

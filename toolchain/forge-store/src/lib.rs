@@ -246,7 +246,8 @@ impl Store {
     pub fn commit_tmp_path(&self, path: &Path, digest: &Sha256Digest) -> Result<PathBuf> {
         let dest = self.blob_path(digest);
         let f = File::open(path).at(path)?;
-        f.set_permissions(fs::Permissions::from_mode(0o444)).at(path)?;
+        f.set_permissions(fs::Permissions::from_mode(0o444))
+            .at(path)?;
         f.sync_all().at(path)?;
         fs::rename(path, &dest).at(&dest)?;
         let dir = self.root.join("blobs/sha256");

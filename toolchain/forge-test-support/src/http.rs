@@ -66,7 +66,10 @@ impl FileServer {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let state = inner.clone();
         let thread = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {
@@ -146,7 +149,11 @@ fn parse_range(headers: &HeaderMap, len: usize) -> Option<(usize, usize)> {
     Some((start, end))
 }
 
-async fn serve(State(inner): State<Shared>, Path(path): Path<String>, headers: HeaderMap) -> Response {
+async fn serve(
+    State(inner): State<Shared>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let range_header = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -212,7 +219,10 @@ async fn serve(State(inner): State<Shared>, Path(path): Path<String>, headers: H
                         0 => Some((Ok::<Bytes, std::io::Error>(first), 1)),
                         1 => {
                             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                            Some((Err(std::io::Error::other("connection cut by test fault")), 2))
+                            Some((
+                                Err(std::io::Error::other("connection cut by test fault")),
+                                2,
+                            ))
                         }
                         _ => None,
                     }

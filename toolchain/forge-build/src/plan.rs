@@ -1,0 +1,390 @@
+//! From a loaded project to a build plan: the recipe graph (with cycle detection), path
+//! sources hashed, parameters resolved, and every recipe's hash computed in dependency
+//! order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use forge_schema::diag::did_you_mean;
+use forge_schema::hash::{BUILDER_VERSION, HashInputs, recipe_hash};
+use forge_schema::lockfile::{DEFAULT_SOURCE_DATE_EPOCH, LockedRecipe, LockedSource, Lockfile};
+use forge_schema::recipe::{ParamValue, Recipe, Source, SourceKind};
+use forge_schema::{Diagnostics, Sha256Digest};
+
+use crate::BuildError;
+use crate::project::Project;
+
+/// How a path source is stored: a file as is, a directory as a deterministic tar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathContent {
+    File,
+    Directory,
+}
+
+/// A source with its content hash known.
+#[derive(Debug, Clone)]
+pub struct ResolvedSource {
+    pub source: Source,
+    pub sha256: Sha256Digest,
+    /// For path sources: where it is on disk and whether it is a directory.
+    pub local: Option<(PathBuf, PathContent)>,
+}
+
+/// One recipe, ready to build.
+#[derive(Debug, Clone)]
+pub struct ResolvedRecipe {
+    pub recipe: Recipe,
+    pub hash: Sha256Digest,
+    pub parameters: BTreeMap<String, ParamValue>,
+    pub sources: Vec<ResolvedSource>,
+}
+
+impl ResolvedRecipe {
+    pub fn source(&self, name: &str) -> Option<&ResolvedSource> {
+        self.sources.iter().find(|s| s.source.name == name)
+    }
+}
+
+/// Every recipe of the project, resolved, in dependency order.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub root: PathBuf,
+    pub source_date_epoch: u64,
+    pub builder: String,
+    pub recipes: BTreeMap<String, ResolvedRecipe>,
+    /// Topological order: inputs before the recipes that use them.
+    pub order: Vec<String>,
+}
+
+/// Checks that inputs exist and that the graph has no cycle; returns a topological order.
+pub fn order(project: &Project) -> Result<Vec<String>, BuildError> {
+    let mut errors = Vec::new();
+    for r in project.recipes.values() {
+        for (input, span) in &r.input_spans {
+            if !project.recipes.contains_key(input) {
+                let mut e = r.file.error(
+                    span.clone(),
+                    format!("recipe `{}` needs `{input}`, which does not exist", r.name),
+                );
+                if let Some(best) = did_you_mean(input, project.recipes.keys().map(String::as_str))
+                {
+                    e = e.with_help(format!("did you mean `{best}`?"));
+                } else {
+                    e = e.with_help(format!(
+                        "add `recipes/{input}.toml` or remove it from `inputs`"
+                    ));
+                }
+                errors.push(e);
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(BuildError::Diagnostics(Diagnostics::from(errors)));
+    }
+
+    // Depth-first search with colours; a grey node reached again closes a cycle.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Grey,
+        Black,
+    }
+    let mut marks: BTreeMap<&str, Mark> = BTreeMap::new();
+    let mut out = Vec::new();
+    for start in project.recipes.keys() {
+        if marks.contains_key(start.as_str()) {
+            continue;
+        }
+        // Explicit stack of (node, next input index) so deep graphs cannot overflow.
+        let mut stack: Vec<(&str, usize)> = vec![(start.as_str(), 0)];
+        marks.insert(start, Mark::Grey);
+        while let Some((node, i)) = stack.pop() {
+            let inputs = &project.recipes[node].inputs;
+            if i < inputs.len() {
+                stack.push((node, i + 1));
+                let next = inputs[i].as_str();
+                match marks.get(next) {
+                    None => {
+                        marks.insert(next, Mark::Grey);
+                        stack.push((next, 0));
+                    }
+                    Some(Mark::Grey) => {
+                        let pos = stack.iter().position(|(n, _)| *n == next).unwrap_or(0);
+                        let mut cycle: Vec<String> =
+                            stack[pos..].iter().map(|(n, _)| n.to_string()).collect();
+                        cycle.push(next.to_string());
+                        let first = &project.recipes[cycle[0].as_str()];
+                        let span = first.input_spans.get(&cycle[1]).cloned().unwrap_or(0..0);
+                        let e = first
+                            .file
+                            .error(span, format!("recipe cycle: {}", cycle.join(" -> ")))
+                            .with_help("a recipe cannot depend on itself, directly or through its inputs; remove one of these inputs");
+                        return Err(BuildError::Diagnostics(e.into()));
+                    }
+                    Some(Mark::Black) => {}
+                }
+            } else {
+                marks.insert(node, Mark::Black);
+                out.push(node.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Recipes needed to build `targets`: the targets and all their inputs, in build order.
+pub fn closure(plan: &Plan, targets: &[String]) -> Vec<String> {
+    let mut need: BTreeSet<&str> = BTreeSet::new();
+    let mut todo: Vec<&str> = targets.iter().map(String::as_str).collect();
+    while let Some(t) = todo.pop() {
+        if need.insert(t)
+            && let Some(r) = plan.recipes.get(t)
+        {
+            todo.extend(r.recipe.inputs.iter().map(String::as_str));
+        }
+    }
+    plan.order
+        .iter()
+        .filter(|n| need.contains(n.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Recipes that (transitively) use any of `names`, plus `names` themselves.
+pub fn dependents(plan: &Plan, names: &[String]) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = names.iter().cloned().collect();
+    for n in &plan.order {
+        if plan.recipes[n]
+            .recipe
+            .inputs
+            .iter()
+            .any(|i| out.contains(i))
+        {
+            out.insert(n.clone());
+        }
+    }
+    out
+}
+
+/// Hashes a path source.
+fn hash_path_source(
+    root: &std::path::Path,
+    r: &Recipe,
+    s: &Source,
+    path: &str,
+) -> Result<(Sha256Digest, PathBuf, PathContent), BuildError> {
+    let abs = root.join(path);
+    let meta = std::fs::metadata(&abs).map_err(|e| {
+        BuildError::Diagnostics(
+            r.file
+                .error(
+                    s.span.clone(),
+                    format!("path source `{}`: cannot read `{path}`: {e}", s.name),
+                )
+                .with_help("paths of sources are relative to the project root")
+                .into(),
+        )
+    })?;
+    // The path must stay inside the project even through symlinks.
+    let canon = std::fs::canonicalize(&abs).map_err(|source| BuildError::Io {
+        path: abs.clone(),
+        source,
+    })?;
+    let canon_root = std::fs::canonicalize(root).map_err(|source| BuildError::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    if !canon.starts_with(&canon_root) {
+        return Err(BuildError::Diagnostics(
+            r.file
+                .error(
+                    s.span.clone(),
+                    format!(
+                        "path source `{}` leads outside the project (to `{}`)",
+                        s.name,
+                        canon.display()
+                    ),
+                )
+                .into(),
+        ));
+    }
+    if meta.is_dir() {
+        let sha = crate::steps::directory_digest(&canon)?;
+        Ok((sha, canon, PathContent::Directory))
+    } else {
+        let (sha, _) = forge_store::fsutil::hash_file(&canon).map_err(|source| BuildError::Io {
+            path: canon.clone(),
+            source,
+        })?;
+        Ok((sha, canon, PathContent::File))
+    }
+}
+
+impl Plan {
+    /// Resolves the whole project. `source_date_epoch` defaults to the lockfile's, else to
+    /// [`DEFAULT_SOURCE_DATE_EPOCH`].
+    pub fn resolve(project: &Project, source_date_epoch: Option<u64>) -> Result<Plan, BuildError> {
+        let order = order(project)?;
+        let sde = source_date_epoch
+            .or_else(|| project.lockfile.as_ref().map(|l| l.source_date_epoch))
+            .unwrap_or(DEFAULT_SOURCE_DATE_EPOCH);
+        let mut recipes: BTreeMap<String, ResolvedRecipe> = BTreeMap::new();
+        let mut errors = Vec::new();
+        for name in &order {
+            let r = &project.recipes[name];
+            let parameters = match r.resolve_parameters(&BTreeMap::new()) {
+                Ok(p) => p,
+                Err(msg) => {
+                    errors.push(r.file.error(0..0, msg));
+                    continue;
+                }
+            };
+            let mut sources = Vec::new();
+            let mut path_hashes = BTreeMap::new();
+            for s in &r.sources {
+                match &s.kind {
+                    SourceKind::Url { sha256, .. } => sources.push(ResolvedSource {
+                        source: s.clone(),
+                        sha256: *sha256,
+                        local: None,
+                    }),
+                    SourceKind::Path {
+                        path,
+                        sha256: pinned,
+                    } => {
+                        let (sha, abs, content) =
+                            match hash_path_source(&project.root, r, s, path.as_str()) {
+                                Ok(v) => v,
+                                Err(BuildError::Diagnostics(d)) => {
+                                    errors.extend(d.errors);
+                                    continue;
+                                }
+                                Err(e) => return Err(e),
+                            };
+                        if let Some(p) = pinned
+                            && *p != sha
+                        {
+                            errors.push(
+                                r.file
+                                    .error(s.span.clone(), format!(
+                                        "path source `{}` (`{path}`) has sha256 {sha}, but the recipe pins {p}",
+                                        s.name
+                                    ))
+                                    .with_help("update the pin if the change is intended"),
+                            );
+                            continue;
+                        }
+                        if content == PathContent::Directory && s.unpack.is_archive() {
+                            errors.push(r.file.error(
+                                s.span.clone(),
+                                format!("path source `{}` is a directory; drop `unpack`", s.name),
+                            ));
+                            continue;
+                        }
+                        path_hashes.insert(s.name.clone(), sha);
+                        sources.push(ResolvedSource {
+                            source: s.clone(),
+                            sha256: sha,
+                            local: Some((abs, content)),
+                        });
+                    }
+                }
+            }
+            let inputs: BTreeMap<String, Sha256Digest> = r
+                .inputs
+                .iter()
+                .filter_map(|i| recipes.get(i).map(|ri| (i.clone(), ri.hash)))
+                .collect();
+            let hash = recipe_hash(
+                r,
+                &HashInputs {
+                    builder: BUILDER_VERSION,
+                    source_date_epoch: sde,
+                    parameters: &parameters,
+                    path_sources: &path_hashes,
+                    inputs: &inputs,
+                },
+            );
+            recipes.insert(
+                name.clone(),
+                ResolvedRecipe {
+                    recipe: r.clone(),
+                    hash,
+                    parameters,
+                    sources,
+                },
+            );
+        }
+        if !errors.is_empty() {
+            return Err(BuildError::Diagnostics(Diagnostics::from(errors)));
+        }
+        Ok(Plan {
+            root: project.root.clone(),
+            source_date_epoch: sde,
+            builder: BUILDER_VERSION.to_string(),
+            recipes,
+            order,
+        })
+    }
+
+    /// Resolves a target name (`NAME` or `recipe:NAME`).
+    pub fn target(&self, spec: &str) -> Result<String, BuildError> {
+        let name = match spec.split_once(':') {
+            Some(("recipe", n)) => n,
+            Some((kind, _)) => {
+                return Err(BuildError::Target(format!(
+                    "`{spec}`: unknown target kind `{kind}` (this forge builds `recipe:NAME`)"
+                )));
+            }
+            None => spec,
+        };
+        if self.recipes.contains_key(name) {
+            Ok(name.to_string())
+        } else {
+            let hint = did_you_mean(name, self.recipes.keys().map(String::as_str))
+                .map(|b| format!("; did you mean `{b}`?"))
+                .unwrap_or_default();
+            Err(BuildError::Target(format!(
+                "no recipe named `{name}`{hint}"
+            )))
+        }
+    }
+
+    /// The lockfile entry of a recipe, with the layer fields from `layer` when built.
+    pub fn locked_entry(
+        &self,
+        name: &str,
+        layer: Option<&forge_store::OutputRecord>,
+    ) -> Option<LockedRecipe> {
+        let r = self.recipes.get(name)?;
+        Some(LockedRecipe {
+            name: name.to_string(),
+            version: r.recipe.version.clone(),
+            hash: r.hash,
+            inputs: r.recipe.inputs.clone(),
+            sources: r
+                .sources
+                .iter()
+                .map(|s| LockedSource {
+                    name: s.source.name.clone(),
+                    urls: match &s.source.kind {
+                        SourceKind::Url { urls, .. } => urls.clone(),
+                        SourceKind::Path { .. } => Vec::new(),
+                    },
+                    path: match &s.source.kind {
+                        SourceKind::Path { path, .. } => Some(path.as_str().to_string()),
+                        SourceKind::Url { .. } => None,
+                    },
+                    sha256: s.sha256,
+                })
+                .collect(),
+            layer_sha256: layer.map(|l| l.layer_sha256),
+            layer_size: layer.map(|l| l.layer_size),
+            content_sha256: layer.map(|l| l.content_sha256),
+        })
+    }
+
+    /// An empty lockfile with this plan's settings.
+    pub fn empty_lockfile(&self) -> Lockfile {
+        Lockfile::new(self.source_date_epoch, &self.builder)
+    }
+}

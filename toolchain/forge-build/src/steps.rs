@@ -1,0 +1,617 @@
+//! Running a recipe's declarative steps: from sources in the store to a [`LayerTree`].
+//!
+//! Steps never run a program. Templates are rendered by minijinja with the recipe's
+//! parameters, its name/version/hash and its inputs' versions and hashes: no environment,
+//! no files, no clock. Archives are unpacked into the build's private work directory with
+//! the checks of `forge-archive`; members are resolved as in a chroot.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use forge_archive::{Limits, resolve_in_root};
+use forge_layer::{FileData, Kind, LayerTree, Node};
+use forge_schema::paths::ImagePath;
+use forge_schema::recipe::{Action, Content, SYSUSERS_DIR, Step, UNIT_DIR, Unpack};
+use forge_schema::{Hasher, Sha256Digest};
+use forge_store::Store;
+
+use crate::BuildError;
+use crate::plan::{PathContent, Plan, ResolvedRecipe};
+
+/// The deterministic tar encoding of a directory, used to hash and store directory path
+/// sources: entries sorted, times zero, owners zero, modes normalised.
+pub fn directory_tree(dir: &Path) -> Result<LayerTree, BuildError> {
+    let mut tree = LayerTree::new();
+    tree.add_host_tree(dir, None, 0, 0, "directory source")
+        .map_err(|e| BuildError::Layer {
+            recipe: dir.display().to_string(),
+            source: e,
+        })?;
+    Ok(tree)
+}
+
+/// SHA-256 of a directory's deterministic tar encoding.
+pub fn directory_digest(dir: &Path) -> Result<Sha256Digest, BuildError> {
+    let mut hasher = Hasher::new();
+    let (sha, _, _) = directory_tree(dir)?
+        .write_tar(&mut hasher, 0)
+        .map_err(|e| BuildError::Layer {
+            recipe: dir.display().to_string(),
+            source: e,
+        })?;
+    Ok(sha)
+}
+
+/// Where a step reads a source from.
+enum Materialised {
+    /// A single file (a source with `unpack = "none"`).
+    File(PathBuf),
+    /// An unpacked tree.
+    Tree(PathBuf),
+}
+
+struct Context<'a> {
+    resolved: &'a ResolvedRecipe,
+    store: &'a Store,
+    work: &'a Path,
+    unpacked: BTreeMap<String, Materialised>,
+    templates: minijinja::Environment<'static>,
+    template_ctx: minijinja::Value,
+}
+
+fn location(r: &ResolvedRecipe, step: &Step) -> String {
+    let (line, col) = r.recipe.file.line_col(step.span.start);
+    format!("{}:{line}:{col}", r.recipe.file.name)
+}
+
+fn step_error(r: &ResolvedRecipe, step: &Step, message: impl Into<String>) -> BuildError {
+    BuildError::Step {
+        recipe: r.recipe.name.clone(),
+        location: location(r, step),
+        message: message.into(),
+    }
+}
+
+fn describe(action: &Action) -> String {
+    match action {
+        Action::File { path, .. } => format!("file {path}"),
+        Action::Tree { path, .. } => format!("tree {path}"),
+        Action::Mkdir { path, .. } => format!("mkdir {path}"),
+        Action::Symlink { path, .. } => format!("symlink {path}"),
+        Action::Template { path, .. } => format!("template {path}"),
+        Action::Unit { name, .. } => format!("unit {name}"),
+        Action::User { name, .. } => format!("user {name}"),
+        Action::Group { name, .. } => format!("group {name}"),
+        Action::EnvFile { path, .. } => format!("env-file {path}"),
+    }
+}
+
+impl Context<'_> {
+    /// The source, unpacked into the work directory on first use.
+    fn materialise(&mut self, step: &Step, name: &str) -> Result<&Materialised, BuildError> {
+        if !self.unpacked.contains_key(name) {
+            let src = self
+                .resolved
+                .source(name)
+                .ok_or_else(|| step_error(self.resolved, step, format!("no source `{name}`")))?;
+            let blob = self.store.blob_path(&src.sha256);
+            let kind = match (&src.local, src.source.unpack) {
+                (Some((_, PathContent::Directory)), _) => Unpack::Tar,
+                (_, u) => u,
+            };
+            let m = if kind == Unpack::None {
+                Materialised::File(blob)
+            } else {
+                let dest = self.work.join("sources").join(name);
+                fs::create_dir_all(&dest).map_err(|source| BuildError::Io {
+                    path: dest.clone(),
+                    source,
+                })?;
+                let label = format!(
+                    "{} (source `{name}` of recipe `{}`)",
+                    src.source.file_name, self.resolved.recipe.name
+                );
+                forge_archive::unpack(
+                    &blob,
+                    kind,
+                    src.source.strip_components,
+                    &dest,
+                    &Limits::default(),
+                    &label,
+                )?;
+                Materialised::Tree(dest)
+            };
+            self.unpacked.insert(name.to_string(), m);
+        }
+        self.unpacked
+            .get(name)
+            .ok_or_else(|| step_error(self.resolved, step, format!("no source `{name}`")))
+    }
+
+    /// A host path inside a source, resolved as in a chroot.
+    fn member(
+        &mut self,
+        step: &Step,
+        source: &str,
+        member: Option<&str>,
+    ) -> Result<PathBuf, BuildError> {
+        let r = self.resolved;
+        match (self.materialise(step, source)?, member) {
+            (Materialised::File(p), None) => Ok(p.clone()),
+            (Materialised::File(_), Some(m)) => Err(step_error(
+                r,
+                step,
+                format!("source `{source}` is a single file; it has no member `{m}`"),
+            )),
+            (Materialised::Tree(_), None) => Err(step_error(
+                r,
+                step,
+                format!(
+                    "source `{source}` is unpacked into a directory; name the file with `member`"
+                ),
+            )),
+            (Materialised::Tree(root), Some(m)) => {
+                let root = root.clone();
+                resolve_in_root(&root, m, true).map_err(|e| {
+                    step_error(r, step, format!("member `{m}` of source `{source}`: {e}"))
+                })
+            }
+        }
+    }
+
+    /// File bytes for a `content`/`from` pair, and whether the source file is executable.
+    fn content(&mut self, step: &Step, content: &Content) -> Result<(FileData, bool), BuildError> {
+        match content {
+            Content::Inline(s) => Ok((FileData::Inline(Arc::from(s.as_bytes())), false)),
+            Content::Source { source, member } => {
+                let path = self.member(step, source, member.as_ref().map(|m| m.as_str()))?;
+                let meta = fs::symlink_metadata(&path).map_err(|e| {
+                    step_error(
+                        self.resolved,
+                        step,
+                        format!(
+                            "{} not found in source `{source}`: {e}",
+                            member
+                                .as_ref()
+                                .map_or_else(|| "file".to_string(), |m| format!("member `{m}`"))
+                        ),
+                    )
+                })?;
+                if !meta.is_file() {
+                    return Err(step_error(
+                        self.resolved,
+                        step,
+                        format!(
+                            "member `{}` of source `{source}` is not a regular file",
+                            member.as_ref().map_or("", |m| m.as_str())
+                        ),
+                    ));
+                }
+                use std::os::unix::fs::PermissionsExt;
+                let exec = meta.permissions().mode() & 0o111 != 0;
+                Ok((
+                    FileData::Host {
+                        path,
+                        size: meta.len(),
+                    },
+                    exec,
+                ))
+            }
+        }
+    }
+
+    /// Text of a `content`/`from` pair (templates, units).
+    fn text(&mut self, step: &Step, content: &Content) -> Result<String, BuildError> {
+        let (data, _) = self.content(step, content)?;
+        let bytes = match data {
+            FileData::Inline(b) => b.to_vec(),
+            FileData::Host { path, .. } => {
+                fs::read(&path).map_err(|source| BuildError::Io { path, source })?
+            }
+        };
+        String::from_utf8(bytes)
+            .map_err(|_| step_error(self.resolved, step, "the text is not UTF-8"))
+    }
+
+    fn render(&self, step: &Step, template: &str) -> Result<String, BuildError> {
+        self.templates
+            .render_str(template, &self.template_ctx)
+            .map_err(|e| {
+                let mut msg = format!("template error: {e}");
+                let mut src = std::error::Error::source(&e);
+                while let Some(inner) = src {
+                    msg.push_str(&format!(": {inner}"));
+                    src = inner.source();
+                }
+                step_error(self.resolved, step, msg)
+            })
+    }
+}
+
+/// Quotes an environment value so systemd's `EnvironmentFile=` and a POSIX shell read back
+/// exactly `value`.
+fn env_quote(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./:,@%+=-".contains(c));
+    if plain {
+        value.to_string()
+    } else if !value.contains('\'') {
+        format!("'{value}'")
+    } else {
+        let mut s = String::from("\"");
+        for c in value.chars() {
+            if matches!(c, '\\' | '"' | '$' | '`') {
+                s.push('\\');
+            }
+            s.push(c);
+        }
+        s.push('"');
+        s
+    }
+}
+
+/// `WantedBy=` targets of a unit's `[Install]` section.
+fn install_wanted_by(unit: &str) -> Vec<String> {
+    let mut in_install = false;
+    let mut out = Vec::new();
+    for line in unit.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_install = line == "[Install]";
+        } else if in_install && let Some(v) = line.strip_prefix("WantedBy=") {
+            out.extend(v.split_whitespace().map(str::to_string));
+        }
+    }
+    out
+}
+
+fn path(s: &str) -> Result<ImagePath, BuildError> {
+    ImagePath::parse(s).map_err(|e| BuildError::Target(e.to_string()))
+}
+
+/// Runs every step of recipe `name` and returns the layer's entries. `work` is a private,
+/// empty directory for unpacked sources.
+pub fn assemble(
+    plan: &Plan,
+    name: &str,
+    store: &Store,
+    work: &Path,
+) -> Result<LayerTree, BuildError> {
+    let resolved = plan
+        .recipes
+        .get(name)
+        .ok_or_else(|| BuildError::Target(format!("no recipe named `{name}`")))?;
+    let recipe = &resolved.recipe;
+    let mut templates = minijinja::Environment::new();
+    templates.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .build()
+        .map_err(|e| BuildError::Internal(e.to_string()))?;
+    templates.set_syntax(syntax);
+    let inputs: BTreeMap<&str, BTreeMap<&str, String>> = recipe
+        .inputs
+        .iter()
+        .filter_map(|i| {
+            plan.recipes.get(i).map(|ri| {
+                (
+                    i.as_str(),
+                    BTreeMap::from([
+                        ("version", ri.recipe.version.clone()),
+                        ("hash", ri.hash.to_hex()),
+                    ]),
+                )
+            })
+        })
+        .collect();
+    let template_ctx = minijinja::context! {
+        params => minijinja::Value::from(minijinja::value::Serde(&resolved.parameters)),
+        recipe => minijinja::context! {
+            name => recipe.name.clone(),
+            version => recipe.version.clone(),
+            hash => resolved.hash.to_hex(),
+        },
+        inputs => minijinja::Value::from(minijinja::value::Serde(&inputs)),
+    };
+    let mut cx = Context {
+        resolved,
+        store,
+        work,
+        unpacked: BTreeMap::new(),
+        templates,
+        template_ctx,
+    };
+    let mut tree = LayerTree::new();
+    let mut sysusers: Vec<String> = Vec::new();
+    let unit_dir = path(UNIT_DIR)?;
+
+    for (index, step) in recipe.steps.iter().enumerate() {
+        let origin = format!(
+            "step {} ({}, {})",
+            index + 1,
+            describe(&step.action),
+            location(resolved, step)
+        );
+        let layer_err = |e: forge_layer::LayerError| BuildError::Layer {
+            recipe: recipe.name.clone(),
+            source: e,
+        };
+        match &step.action {
+            Action::File {
+                path,
+                content,
+                mode,
+                owner,
+            } => {
+                let (data, exec) = cx.content(step, content)?;
+                let mode = mode.unwrap_or(if exec { 0o755 } else { 0o644 });
+                tree.insert(
+                    path,
+                    Node {
+                        kind: Kind::File(data),
+                        mode,
+                        uid: owner.uid,
+                        gid: owner.gid,
+                    },
+                    &origin,
+                )
+                .map_err(layer_err)?;
+            }
+            Action::Template {
+                path,
+                template,
+                mode,
+                owner,
+            } => {
+                let text = cx.text(step, template)?;
+                let out = cx.render(step, &text)?;
+                tree.insert(
+                    path,
+                    Node {
+                        kind: Kind::File(FileData::Inline(Arc::from(out.into_bytes()))),
+                        mode: *mode,
+                        uid: owner.uid,
+                        gid: owner.gid,
+                    },
+                    &origin,
+                )
+                .map_err(layer_err)?;
+            }
+            Action::Tree {
+                path,
+                source,
+                member,
+                owner,
+            } => {
+                let m = if member.is_root() {
+                    None
+                } else {
+                    Some(member.as_str())
+                };
+                let dir = match cx.materialise(step, source)? {
+                    Materialised::Tree(root) => {
+                        let root = root.clone();
+                        match m {
+                            Some(m) => resolve_in_root(&root, m, true).map_err(|e| {
+                                step_error(resolved, step, format!("member `{m}`: {e}"))
+                            })?,
+                            None => root,
+                        }
+                    }
+                    Materialised::File(_) => {
+                        return Err(step_error(
+                            resolved,
+                            step,
+                            format!("source `{source}` is a single file, not a tree"),
+                        ));
+                    }
+                };
+                if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                    return Err(step_error(
+                        resolved,
+                        step,
+                        format!(
+                            "member `{}` of source `{source}` is not a directory",
+                            member
+                        ),
+                    ));
+                }
+                tree.insert(path, Node::dir(0o755, owner.uid, owner.gid), &origin)
+                    .map_err(layer_err)?;
+                tree.add_host_tree(&dir, Some(path), owner.uid, owner.gid, &origin)
+                    .map_err(layer_err)?;
+            }
+            Action::Mkdir { path, mode, owner } => {
+                tree.insert(path, Node::dir(*mode, owner.uid, owner.gid), &origin)
+                    .map_err(layer_err)?;
+            }
+            Action::Symlink { path, target } => {
+                tree.insert(
+                    path,
+                    Node {
+                        kind: Kind::Symlink(target.clone()),
+                        mode: 0o777,
+                        uid: 0,
+                        gid: 0,
+                    },
+                    &origin,
+                )
+                .map_err(layer_err)?;
+            }
+            Action::Unit {
+                name,
+                content,
+                template,
+                enable,
+                wanted_by,
+            } => {
+                let mut text = cx.text(step, content)?;
+                if *template {
+                    text = cx.render(step, &text)?;
+                }
+                let unit_path = unit_dir
+                    .join(name)
+                    .map_err(|e| step_error(resolved, step, e.to_string()))?;
+                let targets = if wanted_by.is_empty() {
+                    install_wanted_by(&text)
+                } else {
+                    wanted_by.clone()
+                };
+                tree.insert(
+                    &unit_path,
+                    Node {
+                        kind: Kind::File(FileData::Inline(Arc::from(text.into_bytes()))),
+                        mode: 0o644,
+                        uid: 0,
+                        gid: 0,
+                    },
+                    &origin,
+                )
+                .map_err(layer_err)?;
+                if *enable {
+                    if name.contains("@.") {
+                        return Err(step_error(
+                            resolved,
+                            step,
+                            format!(
+                                "`{name}` is a template unit; enable an instance of it instead"
+                            ),
+                        ));
+                    }
+                    if targets.is_empty() {
+                        return Err(step_error(
+                            resolved,
+                            step,
+                            format!(
+                                "unit `{name}` is enabled but says nowhere when to start: add `WantedBy=` to its [Install] section or set `wanted-by`"
+                            ),
+                        ));
+                    }
+                    for t in targets {
+                        let link = path(&format!("/etc/systemd/system/{t}.wants/{name}"))?;
+                        tree.insert(
+                            &link,
+                            Node {
+                                kind: Kind::Symlink(unit_path.to_string()),
+                                mode: 0o777,
+                                uid: 0,
+                                gid: 0,
+                            },
+                            &origin,
+                        )
+                        .map_err(layer_err)?;
+                    }
+                }
+            }
+            Action::User {
+                name,
+                uid,
+                description,
+                home,
+                shell,
+                groups,
+            } => {
+                let q = |v: &Option<String>| {
+                    v.as_ref()
+                        .map_or_else(|| "-".to_string(), |s| format!("\"{s}\""))
+                };
+                sysusers.push(format!(
+                    "u {name} {} {} {} {}",
+                    uid.map_or_else(|| "-".to_string(), |u| u.to_string()),
+                    q(description),
+                    home.as_deref().unwrap_or("-"),
+                    shell.as_deref().unwrap_or("-"),
+                ));
+                for g in groups {
+                    sysusers.push(format!("m {name} {g}"));
+                }
+            }
+            Action::Group { name, gid } => {
+                sysusers.push(format!(
+                    "g {name} {}",
+                    gid.map_or_else(|| "-".to_string(), |g| g.to_string())
+                ));
+            }
+            Action::EnvFile { path, vars, mode } => {
+                let mut text = String::new();
+                for (k, v) in vars {
+                    let value = cx.render(step, v)?;
+                    if value.contains('\n') {
+                        return Err(step_error(
+                            resolved,
+                            step,
+                            format!("`{k}` renders to a value with a newline"),
+                        ));
+                    }
+                    text.push_str(&format!("{k}={}\n", env_quote(&value)));
+                }
+                tree.insert(
+                    path,
+                    Node {
+                        kind: Kind::File(FileData::Inline(Arc::from(text.into_bytes()))),
+                        mode: *mode,
+                        uid: 0,
+                        gid: 0,
+                    },
+                    &origin,
+                )
+                .map_err(|e| BuildError::Layer {
+                    recipe: recipe.name.clone(),
+                    source: e,
+                })?;
+            }
+        }
+    }
+    if !sysusers.is_empty() {
+        let mut text = format!(
+            "# Users and groups of recipe `{}` (systemd-sysusers).\n",
+            recipe.name
+        );
+        for l in sysusers {
+            text.push_str(&l);
+            text.push('\n');
+        }
+        let p = path(&format!("{SYSUSERS_DIR}/{}.conf", recipe.name))?;
+        tree.insert(
+            &p,
+            Node {
+                kind: Kind::File(FileData::Inline(Arc::from(text.into_bytes()))),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            },
+            "user and group steps",
+        )
+        .map_err(|e| BuildError::Layer {
+            recipe: recipe.name.clone(),
+            source: e,
+        })?;
+    }
+    Ok(tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_values_round_trip_through_quoting() {
+        assert_eq!(env_quote("abc-1.2/x"), "abc-1.2/x");
+        assert_eq!(env_quote("a b"), "'a b'");
+        assert_eq!(env_quote(""), "''");
+        assert_eq!(env_quote("it's $HOME"), "\"it's \\$HOME\"");
+    }
+
+    #[test]
+    fn wanted_by_from_install_section() {
+        let unit = "[Unit]\nWantedBy=nope\n[Install]\nWantedBy=multi-user.target  timers.target\n";
+        assert_eq!(
+            install_wanted_by(unit),
+            ["multi-user.target", "timers.target"]
+        );
+    }
+}

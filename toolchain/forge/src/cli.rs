@@ -1,0 +1,171 @@
+//! Command-line arguments (clap derive). Parsing only: `commands` resolves them against the
+//! environment and calls the stages.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  failure (a build, fetch, check or verification failed)
+  2  usage error (bad arguments)";
+
+/// forge: hermetic, content-addressed builds of a Vault + Kubernetes platform.
+#[derive(Debug, Parser)]
+#[command(name = "forge", version, about, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    /// Run as if started in DIR (the project is the nearest ancestor holding `recipes/`).
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+
+    /// Store directory [env: FORGE_STORE] [default: $XDG_CACHE_HOME/forge/store].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+
+    /// Print less: only errors and warnings.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print more (-v info logs, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Machine-readable JSON on stdout; no progress bars.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// When to use colours [NO_COLOR disables them].
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build recipes into layers in the store and record them in lockfile.toml.
+    Build(BuildArgs),
+    /// Resolve, fetch and build everything, and write lockfile.toml.
+    Lock(LockArgs),
+    /// Download the sources of recipes into the store without building.
+    Fetch(FetchArgs),
+    /// Print SHA-256 of files in `sha256sum` format (to fill in recipes).
+    Hash(HashArgs),
+    /// Inspect and repair the store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Delete what no registered lockfile references.
+    Gc(GcArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+}
+
+/// Options shared by commands that fetch.
+#[derive(Debug, Args, Clone)]
+pub struct FetchOpts {
+    /// Never touch the network; fail listing every missing source.
+    #[arg(long)]
+    pub offline: bool,
+
+    /// Look for sources in DIR first, by sha256 and by file name (repeatable)
+    /// [env: FORGE_SOURCE_DIRS, colon-separated].
+    #[arg(long = "source-dir", value_name = "DIR")]
+    pub source_dirs: Vec<PathBuf>,
+
+    /// Recipes built (and downloads run) at once [env: FORGE_JOBS] [default: CPUs].
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// What to build: `NAME` or `recipe:NAME`; nothing means everything.
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    /// Fail instead of changing lockfile.toml (for CI).
+    #[arg(long)]
+    pub locked: bool,
+
+    /// `--locked` and `--offline` together.
+    #[arg(long)]
+    pub frozen: bool,
+
+    /// Rebuild in a fresh store and compare with lockfile.toml; fail on any difference.
+    #[arg(long)]
+    pub check: bool,
+
+    #[command(flatten)]
+    pub fetch: FetchOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Re-resolve only these recipes (and what depends on them); keep the other entries.
+    #[arg(long, value_name = "NAME")]
+    pub update: Vec<String>,
+
+    /// SOURCE_DATE_EPOCH of every output (seconds since 1970); kept in the lockfile.
+    #[arg(long, value_name = "SECONDS")]
+    pub source_date_epoch: Option<u64>,
+
+    #[command(flatten)]
+    pub fetch: FetchOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Recipes whose sources to fetch; nothing means all.
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    #[command(flatten)]
+    pub fetch: FetchOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct HashArgs {
+    /// Files to hash (`-` for standard input).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Print the store path of a built recipe's layer (`NAME`, `recipe:NAME`) or a blob
+    /// (`sha256:HEX`).
+    Path {
+        #[arg(value_name = "TARGET")]
+        target: String,
+    },
+    /// Re-hash every blob and check every output record.
+    Verify {
+        /// Delete damaged entries so the next build fetches or rebuilds them.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// List registered GC roots (lockfiles whose pins `forge gc` keeps).
+    Roots,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Report what would be deleted without deleting it.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}

@@ -1,0 +1,69 @@
+//! Every environment variable forge reads, in one registry. `docs/environment.md` is
+//! generated from it (a test keeps the two in step).
+
+/// One environment variable.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvVar {
+    pub name: &'static str,
+    pub description: &'static str,
+}
+
+pub const FORGE_STORE: &str = "FORGE_STORE";
+pub const FORGE_SOURCE_DIRS: &str = "FORGE_SOURCE_DIRS";
+pub const FORGE_LOG: &str = "FORGE_LOG";
+pub const FORGE_JOBS: &str = "FORGE_JOBS";
+pub const NO_COLOR: &str = "NO_COLOR";
+pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+pub const HOME: &str = "HOME";
+
+/// The registry.
+pub const ALL: &[EnvVar] = &[
+    EnvVar {
+        name: FORGE_STORE,
+        description: "Store directory, as `--store`. Default: `$XDG_CACHE_HOME/forge/store`.",
+    },
+    EnvVar {
+        name: FORGE_SOURCE_DIRS,
+        description: "Colon-separated directories searched for sources (by sha256 and by file name) before any URL, as repeated `--source-dir`.",
+    },
+    EnvVar {
+        name: FORGE_JOBS,
+        description: "Default for `-j/--jobs`: recipes built at once. Default: the number of CPUs.",
+    },
+    EnvVar {
+        name: FORGE_LOG,
+        description: "Log filter in `tracing` syntax (e.g. `forge_fetch=debug`); overrides `-v`/`-q`.",
+    },
+    EnvVar {
+        name: NO_COLOR,
+        description: "When set to a non-empty value, no colours in output (https://no-color.org).",
+    },
+    EnvVar {
+        name: XDG_CACHE_HOME,
+        description: "Base of the default store (`$XDG_CACHE_HOME/forge/store`); `$HOME/.cache` when unset.",
+    },
+    EnvVar {
+        name: HOME,
+        description: "Used for the default store when `XDG_CACHE_HOME` is unset.",
+    },
+    EnvVar {
+        name: "HTTPS_PROXY / HTTP_PROXY / NO_PROXY",
+        description: "Proxies for downloads, with the usual meaning.",
+    },
+];
+
+/// `docs/environment.md`.
+pub fn markdown() -> String {
+    let mut s = String::from(
+        "# Environment variables\n\n<!-- Generated from toolchain/forge/src/env.rs; `cargo test` checks it is current. -->\n\n| variable | meaning |\n| --- | --- |\n",
+    );
+    for v in ALL {
+        s.push_str(&format!("| `{}` | {} |\n", v.name, v.description));
+    }
+    s
+}
+
+/// A variable's value, when set and not empty.
+pub fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
