@@ -328,10 +328,13 @@ impl Fetcher {
             .join("tmp")
             .join(format!("fetch-{}.part", req.sha256));
         let mut failures = Vec::new();
-        for url in &req.urls {
+        for (index, url) in req.urls.iter().enumerate() {
             if self.options.offline && !url.starts_with("file://") {
                 continue;
             }
+            // Worth a warning only when another mirror is tried next; otherwise the final
+            // error says it all.
+            let more = index + 1 < req.urls.len();
             match self.fetch_url(req, url, &part).await {
                 Ok(actual) if actual == req.sha256 => {
                     let path = commit_part(store, &part, &req.sha256)?;
@@ -343,11 +346,13 @@ impl Fetcher {
                 }
                 Ok(actual) => {
                     let _ = fs::remove_file(&part);
-                    tracing::warn!(
-                        "source `{}`: {url} served content with sha256 {actual}, expected {}",
-                        req.name,
-                        req.sha256
-                    );
+                    if more {
+                        tracing::warn!(
+                            "source `{}`: {url} served content with sha256 {actual}, expected {}; trying the next URL",
+                            req.name,
+                            req.sha256
+                        );
+                    }
                     failures.push(UrlFailure {
                         url: url.clone(),
                         reason: format!("content has sha256 {actual}, expected {}", req.sha256),
@@ -355,7 +360,12 @@ impl Fetcher {
                     });
                 }
                 Err(reason) => {
-                    tracing::warn!("source `{}`: {url} failed: {reason}", req.name);
+                    if more {
+                        tracing::warn!(
+                            "source `{}`: {url} failed: {reason}; trying the next URL",
+                            req.name
+                        );
+                    }
                     failures.push(UrlFailure {
                         url: url.clone(),
                         reason,

@@ -248,7 +248,10 @@ impl fmt::Display for Change {
                 opt(new)
             ),
             Change::RecipeHash { recipe, old, new } => {
-                write!(f, "recipe `{recipe}` changed: locked hash {old}, now {new}")
+                write!(
+                    f,
+                    "recipe `{recipe}` changed (its definition, parameters or inputs): locked hash {old}, now {new}"
+                )
             }
             Change::Layer { recipe, old, new } => write!(
                 f,
