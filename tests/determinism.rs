@@ -1,6 +1,8 @@
 //! Reproducibility: the example project built in different places, umasks, time zones,
 //! locales and job counts gives byte-identical lockfiles and layers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::fs;

@@ -1,5 +1,7 @@
 //! Errors a user meets, each clear about what, where and what to do (snapshots).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::fs;

@@ -154,3 +154,55 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
 pub fn json(stdout: &str) -> serde_json::Value {
     serde_json::from_str(stdout).unwrap_or_else(|e| panic!("bad JSON ({e}):\n{stdout}"))
 }
+
+/// A project slow enough to be killed mid-way: a 24 MiB incompressible file and 1500 small
+/// files, as path sources.
+pub fn slow_project(w: &World) -> std::path::PathBuf {
+    let p = w.path().join("p");
+    std::fs::create_dir_all(p.join("recipes")).unwrap();
+    std::fs::create_dir_all(p.join("data/tree")).unwrap();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut big = vec![0u8; 24 << 20];
+    for chunk in big.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(p.join("data/big.bin"), &big).unwrap();
+    for i in 0..1500 {
+        let d = p.join(format!("data/tree/d{}", i % 30));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join(format!("f{i}.txt")),
+            format!("file {i}\n").repeat(i % 50 + 1),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        p.join("recipes/slow.toml"),
+        r#"name = "slow"
+version = "1"
+
+[[source]]
+name = "big"
+path = "data/big.bin"
+
+[[source]]
+name = "tree"
+path = "data/tree"
+
+[[step]]
+kind = "file"
+path = "/opt/slow/big.bin"
+from = "big"
+
+[[step]]
+kind = "tree"
+path = "/opt/slow/tree"
+from = "tree"
+"#,
+    )
+    .unwrap();
+    p
+}

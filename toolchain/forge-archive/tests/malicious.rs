@@ -1,6 +1,8 @@
 //! One generated malicious archive per class of attack: each must be refused, with an error
 //! naming the archive and the entry, and nothing may appear outside the unpack root.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};

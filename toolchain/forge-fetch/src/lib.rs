@@ -299,7 +299,7 @@ impl Fetcher {
                 origin: Origin::Store,
             });
         }
-        if let Some(found) = self.from_source_dirs(store, req)? {
+        if let Some(found) = self.find_in_source_dirs(store, req)? {
             return Ok(found);
         }
         let local_urls: Vec<&String> = req
@@ -398,7 +398,7 @@ impl Fetcher {
         })
     }
 
-    fn from_source_dirs(
+    fn find_in_source_dirs(
         &self,
         store: &Store,
         req: &FetchRequest,

@@ -1,5 +1,7 @@
 //! Fetching against a real HTTP server on loopback.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use forge_schema::lockfile::Lockfile;
 use forge_schema::{Sha256Digest, SourceFile};
 
-use crate::{IoContext, Result, Store};
+use crate::{IoContext, Result, Store, StoreError};
 
 /// What must survive a collection.
 #[derive(Debug, Default, Clone)]
@@ -26,6 +26,17 @@ impl KeepSet {
             self.blobs.extend(r.layer_sha256);
         }
     }
+}
+
+/// The registered roots, read.
+#[derive(Debug, Default, Clone)]
+pub struct RootScan {
+    /// Everything the live roots pin.
+    pub keep: KeepSet,
+    /// Lockfiles that exist.
+    pub live: Vec<PathBuf>,
+    /// `(root file, lockfile)` of roots whose lockfile is gone.
+    pub stale: Vec<(PathBuf, PathBuf)>,
 }
 
 /// What a collection removed (or would remove, for a dry run).
@@ -75,19 +86,17 @@ impl Store {
     /// The keep set of every registered root. A root whose lockfile cannot be parsed keeps
     /// the collection from running (it might pin things we cannot see); a root whose
     /// lockfile is gone is stale.
-    pub fn keep_set(&self) -> Result<(KeepSet, Vec<PathBuf>, Vec<(PathBuf, PathBuf)>), String> {
+    pub fn scan_roots(&self) -> Result<RootScan> {
         let mut keep = KeepSet::default();
         let mut live = Vec::new();
         let mut stale = Vec::new();
-        for (root_file, lockfile) in self.roots().map_err(|e| e.to_string())? {
+        for (root_file, lockfile) in self.roots()? {
             match fs::read_to_string(&lockfile) {
                 Ok(text) => {
                     let file = SourceFile::new(lockfile.display().to_string(), text);
-                    let lock = Lockfile::parse(&file).map_err(|e| {
-                        format!(
-                            "GC root `{}` cannot be read, so nothing was collected: {e}",
-                            lockfile.display()
-                        )
+                    let lock = Lockfile::parse(&file).map_err(|e| StoreError::Root {
+                        lockfile: lockfile.clone(),
+                        reason: e.to_string(),
                     })?;
                     keep.add_lockfile(&lock);
                     live.push(lockfile);
@@ -96,14 +105,14 @@ impl Store {
                     stale.push((root_file, lockfile));
                 }
                 Err(e) => {
-                    return Err(format!(
-                        "GC root `{}` cannot be read, so nothing was collected: {e}",
-                        lockfile.display()
-                    ));
+                    return Err(StoreError::Root {
+                        lockfile,
+                        reason: e.to_string(),
+                    });
                 }
             }
         }
-        Ok((keep, live, stale))
+        Ok(RootScan { keep, live, stale })
     }
 
     /// Deletes unreferenced blobs, output records, stale roots, temp files and lock files.

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use forge_schema::Sha256Digest;
 use serde::{Deserialize, Serialize};
 
-pub use gc::{GcReport, KeepSet};
+pub use gc::{GcReport, KeepSet, RootScan};
 pub use verify::{Problem, VerifyReport};
 
 /// Store errors.
@@ -44,6 +44,11 @@ pub enum StoreError {
         expected: Sha256Digest,
         actual: Sha256Digest,
     },
+    #[error(
+        "GC root `{}` cannot be read, so nothing was collected: {reason}\nfix that lockfile, or delete it (the root of a deleted lockfile is dropped by the next `forge gc`)",
+        lockfile.display()
+    )]
+    Root { lockfile: PathBuf, reason: String },
     #[error("output record `{path}` is damaged: {reason}; run `forge store verify --repair`")]
     BadOutput { path: PathBuf, reason: String },
 }

@@ -578,7 +578,7 @@ pub fn store(g: &Globals, cmd: &StoreCommand) -> Result<()> {
 
 pub fn gc(g: &Globals, args: &GcArgs) -> Result<()> {
     let store = g.open_store(true)?;
-    let (keep, live, stale) = store.keep_set().map_err(|e| anyhow!(e))?;
+    let forge_store::RootScan { keep, live, stale } = store.scan_roots()?;
     let report = store.gc(&keep, args.dry_run)?;
     if !args.dry_run {
         store.remove_roots(&stale.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>())?;

@@ -1,0 +1,90 @@
+//! Crash safety: `kill -9` at random points of a build leaves a store that verifies clean
+//! and a lockfile that is whole or absent; the next build succeeds and reproduces the
+//! layer of an uninterrupted build.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{World, json, ok, run};
+
+#[test]
+fn kill_9_at_random_points() {
+    let w = World::new();
+    let p = common::slow_project(&w);
+
+    // Reference: an uninterrupted build in its own store.
+    let reference_store = w.path().join("reference-store");
+    let started = Instant::now();
+    let out = ok(common::forge_with_store(&reference_store)
+        .arg("-C")
+        .arg(&p)
+        .args(["lock", "--json"]));
+    let full = started.elapsed();
+    let reference = json(&out)["targets"][0]["layer_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    fs::remove_file(p.join("lockfile.toml")).unwrap();
+
+    let mut seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("seed {seed}, uninterrupted build {full:?}");
+    let mut kills = 0;
+    for round in 0..12 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // Spread the kills over the whole build, from the start to a little past its end.
+        let delay =
+            Duration::from_secs_f64(full.as_secs_f64() * 1.2 * ((seed % 1000) as f64 / 1000.0));
+        let mut child = w
+            .forge()
+            .arg("-C")
+            .arg(&p)
+            .arg("build")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+
+        let (code, stdout, stderr) = run(w.forge().args(["--json", "store", "verify"]));
+        assert_eq!(
+            code, 0,
+            "round {round} (delay {delay:?}): store verify failed\n{stdout}\n{stderr}"
+        );
+        assert_eq!(json(&stdout)["problems"].as_array().unwrap().len(), 0);
+        // The lockfile is whole or absent.
+        if let Ok(text) = fs::read_to_string(p.join("lockfile.toml")) {
+            forge_schema::lockfile::Lockfile::parse(&forge_schema::SourceFile::new(
+                "lockfile.toml",
+                text,
+            ))
+            .unwrap_or_else(|e| panic!("round {round}: half-written lockfile: {e}"));
+        }
+    }
+    assert!(kills > 0, "no build was killed; the test proves nothing");
+
+    let out = ok(w.forge().arg("-C").arg(&p).args(["build", "--json"]));
+    assert_eq!(
+        json(&out)["targets"][0]["layer_sha256"].as_str().unwrap(),
+        reference
+    );
+    let out = ok(w.forge().args(["--json", "store", "verify"]));
+    assert_eq!(json(&out)["problems"].as_array().unwrap().len(), 0);
+    // gc clears what the killed runs left in tmp/.
+    ok(w.forge().arg("gc"));
+    assert_eq!(fs::read_dir(w.store().join("tmp")).unwrap().count(), 0);
+    ok(w.forge().arg("-C").arg(&p).args(["build", "--locked"]));
+}
