@@ -169,3 +169,30 @@ fn env_docs_are_current() {
         "docs/environment.md is stale: run `FORGE_UPDATE_DOCS=1 cargo test --test cli`"
     );
 }
+
+#[test]
+fn layers_are_read_by_standard_tools() {
+    let w = World::new();
+    let p = common::slow_project(&w);
+    let out = json(&ok(w.forge().arg("-C").arg(&p).args(["build", "--json"])));
+    let layer = out["targets"][0]["output"].as_str().unwrap().to_string();
+    // A multi-frame layer (24 MiB of data) through the zstd and tar command-line tools.
+    let listing = Command::new("sh")
+        .arg("-c")
+        .arg(format!("zstd -dc '{layer}' | tar -tvf -"))
+        .output()
+        .unwrap();
+    assert!(
+        listing.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listing.stderr)
+    );
+    let text = String::from_utf8_lossy(&listing.stdout);
+    assert!(text.contains("opt/slow/big.bin"), "{text}");
+    assert!(text.contains("opt/slow/tree/d0/f0.txt"), "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.contains(" 0/0 ") && l.contains("1980-01-01")),
+        "{text}"
+    );
+}

@@ -7,9 +7,11 @@
 //!   user/group names, modes normalised by the caller, no atime/ctime/xattrs;
 //! - names or link targets too long for ustar, and out-of-range ids or sizes, go into a PAX
 //!   extended header whose own name, mode and time are fixed;
-//! - zstd level 3 in streaming multithreaded mode with at least one worker: libzstd
-//!   guarantees the same frame for any worker count >= 1, so `-j 1` and `-j 64` give the
-//!   same bytes (tested below), while compression runs on every core.
+//! - zstd level 3, one frame per [`FRAME_SIZE`] piece of the tar stream: frame boundaries
+//!   depend only on the stream, so `-j 1` and `-j 64` give the same bytes (tested below)
+//!   while every core compresses. (libzstd's own multithreaded mode also promises this,
+//!   but only for its streaming API and only for one or more workers; independent frames
+//!   make it true by construction.)
 //!
 //! The header writer is ours (the `tar` crate only encodes fixed fields) because the `tar`
 //! crate's builder uses GNU long-name entries and copies metadata from the filesystem,
@@ -295,50 +297,190 @@ impl LayerTree {
         out: impl Write,
         source_date_epoch: u64,
     ) -> Result<(Sha256Digest, u64, u64), LayerError> {
-        let entries = self.complete()?;
         let mut tar = HashingWriter::new(out);
-        let mut buf = vec![0u8; 1 << 20];
-        for (path, node) in &entries {
-            write_entry(&mut tar, path, node, source_date_epoch, &mut buf)?;
-        }
-        // End of archive: two zero blocks.
-        tar.write_all(&[0u8; 1024]).map_err(LayerError::Write)?;
-        // No flush here: flushing a zstd stream ends a block and would change the layer.
+        let entries = self.write_entries(&mut tar, source_date_epoch)?;
         let (_, sha, size) = tar.finish();
-        Ok((sha, size, entries.len() as u64))
+        Ok((sha, size, entries))
     }
 
-    /// Writes the layer (`.tar.zst`) to `out`. `workers` >= 1 zstd threads; the output does
-    /// not depend on it.
-    pub fn pack(
+    /// The tar stream itself; returns the number of entries.
+    fn write_entries(
         &self,
-        out: impl Write,
+        mut w: impl TarSink,
+        source_date_epoch: u64,
+    ) -> Result<u64, LayerError> {
+        let entries = self.complete()?;
+        let mut buf = vec![0u8; 1 << 20];
+        for (path, node) in &entries {
+            write_entry(&mut w, path, node, source_date_epoch, &mut buf)?;
+        }
+        // End of archive: two zero blocks. No flush: flushing a zstd stream ends a block and
+        // would change the layer.
+        w.write_all(&[0u8; 1024]).map_err(LayerError::Write)?;
+        Ok(entries.len() as u64)
+    }
+
+    /// Writes the layer (`.tar.zst`) to `out` using `workers` compression threads; the
+    /// bytes do not depend on `workers`.
+    ///
+    /// The tar stream is cut at fixed offsets into [`FRAME_SIZE`] pieces, and each piece
+    /// becomes one zstd frame (a sequence of frames is a valid zstd stream: `zstd -d`,
+    /// `tar --zstd` and every library read it). Because frame boundaries depend only on the
+    /// stream, any number of threads gives the same bytes. The stages overlap: this thread
+    /// reads files into pieces, one thread hashes the uncompressed stream, `workers`
+    /// threads compress pieces, and one thread writes frames in order and hashes them.
+    pub fn pack<W: Write + Send>(
+        &self,
+        out: W,
         source_date_epoch: u64,
         workers: u32,
     ) -> Result<PackResult, LayerError> {
-        let layer_hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
-        let mut encoder = zstd::stream::write::Encoder::new(layer_hashing, ZSTD_LEVEL)
-            .map_err(LayerError::Write)?;
-        encoder
-            .multithread(workers.max(1))
-            .map_err(LayerError::Write)?;
-        encoder.include_checksum(true).map_err(LayerError::Write)?;
-        encoder
-            .include_contentsize(false)
-            .map_err(LayerError::Write)?;
-        let mut encoder_ref = encoder;
-        let (content_sha256, content_size, entries) =
-            self.write_tar(&mut encoder_ref, source_date_epoch)?;
-        let layer_hashing = encoder_ref.finish().map_err(LayerError::Write)?;
-        let (mut inner, layer_sha256, layer_size) = layer_hashing.finish();
-        inner.flush().map_err(LayerError::Write)?;
-        Ok(PackResult {
-            layer_sha256,
-            content_sha256,
-            layer_size,
-            content_size,
-            entries,
+        use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+        let workers = workers.max(1) as usize;
+        std::thread::scope(|scope| {
+            let (hash_tx, hash_rx) = sync_channel::<Arc<Vec<u8>>>(workers * 2);
+            let (job_tx, job_rx) = sync_channel::<(u64, Arc<Vec<u8>>)>(workers * 2);
+            let (done_tx, done_rx) = sync_channel::<(u64, Vec<u8>)>(workers * 2);
+            let job_rx = Arc::new(std::sync::Mutex::new(job_rx));
+
+            let hasher = scope.spawn(move || {
+                let mut content = Hasher::new();
+                for piece in hash_rx {
+                    content.update(&piece);
+                }
+                content
+            });
+
+            let mut compressors = Vec::new();
+            for _ in 0..workers {
+                let job_rx = job_rx.clone();
+                let done_tx: SyncSender<(u64, Vec<u8>)> = done_tx.clone();
+                compressors.push(scope.spawn(move || -> io::Result<()> {
+                    let mut zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL)?;
+                    zstd.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+                    loop {
+                        let job = match job_rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return Ok(()),
+                        };
+                        let Ok((index, piece)) = job else {
+                            return Ok(());
+                        };
+                        let frame = zstd.compress(&piece)?;
+                        if done_tx.send((index, frame)).is_err() {
+                            return Ok(());
+                        }
+                    }
+                }));
+            }
+            drop(done_tx);
+
+            let writer = scope.spawn(move || -> io::Result<(W, Sha256Digest, u64)> {
+                let done_rx: Receiver<(u64, Vec<u8>)> = done_rx;
+                let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
+                let mut pending = BTreeMap::new();
+                let mut next = 0u64;
+                for (index, frame) in done_rx {
+                    pending.insert(index, frame);
+                    while let Some(frame) = pending.remove(&next) {
+                        out.write_all(&frame)?;
+                        next += 1;
+                    }
+                }
+                if !pending.is_empty() {
+                    return Err(io::Error::other("a compressed frame went missing"));
+                }
+                let (buffered, sha, len) = out.finish();
+                let inner = buffered.into_inner().map_err(|e| e.into_error())?;
+                Ok((inner, sha, len))
+            });
+
+            let produced = {
+                let mut pieces = ChunkWriter {
+                    buf: Vec::with_capacity(FRAME_SIZE),
+                    next: 0,
+                    hash_tx,
+                    job_tx,
+                };
+                self.write_entries(&mut pieces, source_date_epoch)
+                    .and_then(|n| pieces.finish().map(|()| n).map_err(LayerError::Write))
+            };
+            let panicked = |what: &str| {
+                LayerError::Write(io::Error::other(format!("the {what} thread panicked")))
+            };
+            // Report the cause of a failure, not the closed channels it left behind.
+            for c in compressors {
+                c.join()
+                    .map_err(|_| panicked("compression"))?
+                    .map_err(LayerError::Write)?;
+            }
+            let (mut inner, layer_sha256, layer_size) = writer
+                .join()
+                .map_err(|_| panicked("writer"))?
+                .map_err(LayerError::Write)?;
+            inner.flush().map_err(LayerError::Write)?;
+            let entries = produced?;
+            let content = hasher.join().map_err(|_| panicked("hashing"))?;
+            let content_size = content.len();
+            Ok(PackResult {
+                layer_sha256,
+                content_sha256: content.finish(),
+                layer_size,
+                content_size,
+                entries,
+            })
         })
+    }
+}
+
+/// Size of the uncompressed piece of tar stream in each zstd frame of a layer. Part of the
+/// layer format: changing it changes every layer (bump the builder version with it).
+pub const FRAME_SIZE: usize = 4 << 20;
+
+/// Cuts the tar stream into [`FRAME_SIZE`] pieces for the hashing and compression threads.
+struct ChunkWriter {
+    buf: Vec<u8>,
+    next: u64,
+    hash_tx: std::sync::mpsc::SyncSender<Arc<Vec<u8>>>,
+    job_tx: std::sync::mpsc::SyncSender<(u64, Arc<Vec<u8>>)>,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let piece = Arc::new(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(FRAME_SIZE),
+        ));
+        let stopped = || io::Error::new(io::ErrorKind::BrokenPipe, "the compressor stopped");
+        self.hash_tx.send(piece.clone()).map_err(|_| stopped())?;
+        self.job_tx
+            .send((self.next, piece))
+            .map_err(|_| stopped())?;
+        self.next += 1;
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = FRAME_SIZE - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == FRAME_SIZE {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -432,8 +574,49 @@ fn set_names(h: &mut tar::Header, name: &str, link: Option<&str>) -> Vec<(&'stat
     pax
 }
 
+/// Why copying file data into a tar stream failed.
+enum Fill {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Where a tar stream goes. `fill_from` lets a sink read file data straight into its own
+/// buffer, saving a copy of every byte on the packing hot path.
+trait TarSink: Write {
+    /// Moves up to `max` bytes of `f` into the stream; returns how many (0 at end of file).
+    fn fill_from(&mut self, f: &mut File, max: usize, buf: &mut [u8]) -> Result<usize, Fill> {
+        let want = buf.len().min(max);
+        let n = f.read(&mut buf[..want]).map_err(Fill::Read)?;
+        self.write_all(&buf[..n]).map_err(Fill::Write)?;
+        Ok(n)
+    }
+}
+
+impl<W: Write> TarSink for HashingWriter<W> {}
+impl<T: TarSink + ?Sized> TarSink for &mut T {
+    fn fill_from(&mut self, f: &mut File, max: usize, buf: &mut [u8]) -> Result<usize, Fill> {
+        (**self).fill_from(f, max, buf)
+    }
+}
+
+impl TarSink for ChunkWriter {
+    fn fill_from(&mut self, f: &mut File, max: usize, _: &mut [u8]) -> Result<usize, Fill> {
+        let room = FRAME_SIZE - self.buf.len();
+        let want = room.min(max) as u64;
+        // read_to_end fills the spare capacity without zeroing it first.
+        let n = f
+            .take(want)
+            .read_to_end(&mut self.buf)
+            .map_err(Fill::Read)?;
+        if self.buf.len() >= FRAME_SIZE {
+            self.send().map_err(Fill::Write)?;
+        }
+        Ok(n)
+    }
+}
+
 fn write_entry(
-    w: &mut impl Write,
+    w: &mut impl TarSink,
     path: &str,
     node: &Node,
     mtime: u64,
@@ -494,17 +677,20 @@ fn write_entry(
                 })?;
                 let mut left = *size;
                 while left > 0 {
-                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n = f
-                        .read(&mut buf[..want])
-                        .map_err(|source| LayerError::Read {
-                            path: path.clone(),
-                            source,
-                        })?;
+                    let max = usize::try_from(left).unwrap_or(usize::MAX);
+                    let n = match w.fill_from(&mut f, max, buf) {
+                        Ok(n) => n,
+                        Err(Fill::Read(source)) => {
+                            return Err(LayerError::Read {
+                                path: path.clone(),
+                                source,
+                            });
+                        }
+                        Err(Fill::Write(e)) => return Err(LayerError::Write(e)),
+                    };
                     if n == 0 {
                         return Err(LayerError::Changed { path: path.clone() });
                     }
-                    w.write_all(&buf[..n]).map_err(LayerError::Write)?;
                     left -= n as u64;
                 }
                 if f.read(&mut buf[..1]).map_err(|source| LayerError::Read {
@@ -596,6 +782,37 @@ mod tests {
         assert_eq!(ra, rb);
         assert_eq!(ra.layer_sha256, Sha256Digest::of(&a));
         assert_eq!(ra.layer_size, a.len() as u64);
+    }
+
+    #[test]
+    fn many_frames_decode_to_the_tar_and_ignore_worker_count() {
+        // 9 MiB of mixed content: three frames.
+        let mut t = LayerTree::new();
+        let mut x: u64 = 1;
+        let noise: Vec<u8> = (0..(5 << 20))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        t.insert(&p("/a/noise"), file(&noise, 0o644), "t").unwrap();
+        t.insert(&p("/b/zeros"), file(&vec![0u8; 4 << 20], 0o644), "t")
+            .unwrap();
+        let (one, r1) = pack(&t, 1);
+        let (three, r3) = pack(&t, 3);
+        assert_eq!(one, three);
+        assert_eq!(r1, r3);
+        let mut tar = Vec::new();
+        let (sha, size, _) = t.write_tar(&mut tar, 1_700_000_000).unwrap();
+        assert_eq!((sha, size), (r1.content_sha256, r1.content_size));
+        assert_eq!(zstd::decode_all(&one[..]).unwrap(), tar);
+        // One frame per piece: count frame magic numbers at frame starts.
+        let frames = tar.len().div_ceil(FRAME_SIZE);
+        assert_eq!(frames, 3);
+        let magic = [0x28, 0xb5, 0x2f, 0xfd];
+        assert_eq!(&one[..4], &magic);
     }
 
     #[test]
