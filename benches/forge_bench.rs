@@ -109,7 +109,7 @@ fn text(rng: &mut Rng, len: usize) -> Vec<u8> {
         let w = WORDS[(rng.next() % WORDS.len() as u64) as usize];
         out.extend_from_slice(w.as_bytes());
         out.push(b' ');
-        if rng.next() % 7 == 0 {
+        if rng.next().is_multiple_of(7) {
             out.extend_from_slice(format!("{:x}", rng.next() % 100_000).as_bytes());
         }
     }
@@ -145,7 +145,7 @@ fn make_tree(dir: &Path, size: u64) {
         let len = (64 << 10) + rng.next() % (2 << 20);
         let d = dir.join(format!("usr/share/data/set{}", i % 20));
         fs::create_dir_all(&d).unwrap();
-        let body = if i % 3 == 0 {
+        let body = if i.is_multiple_of(3) {
             let mut b = vec![0u8; len as usize];
             rng.fill(&mut b);
             b
@@ -167,7 +167,7 @@ fn make_tree(dir: &Path, size: u64) {
         ));
         fs::create_dir_all(&d).unwrap();
         fs::write(d.join(format!("f{i}.conf")), text(&mut rng, len as usize)).unwrap();
-        if i % 97 == 0 {
+        if i.is_multiple_of(97) {
             let _ = std::os::unix::fs::symlink(format!("f{i}.conf"), d.join(format!("link{i}")));
         }
         written += len;
