@@ -10,7 +10,8 @@
 //! `--runs N`, `--dir DIR`). Data is generated deterministically under `--dir`
 //! (default `target/bench-data`) and reused. Ratios are reference time / forge time, so
 //! above 1 means forge is faster. Each figure is the median of `--runs` runs after one
-//! warm-up run, so both sides read from the page cache.
+//! warm-up run each, the reference and forge alternating, so both read from the page cache
+//! and a change in machine load affects both alike.
 
 #![allow(
     clippy::unwrap_used,
@@ -192,18 +193,30 @@ fn make_file(path: &Path, size: u64) {
     }
 }
 
-/// Median wall time of `runs` runs after one warm-up.
-fn measure(runs: usize, mut f: impl FnMut()) -> Duration {
-    f();
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
+fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
+}
+
+/// Median wall times of `runs` runs of a reference and of forge, after one warm-up each.
+/// The two alternate, so a change in machine load affects both alike.
+fn measure_pair(
+    runs: usize,
+    mut reference: impl FnMut(),
+    mut ours: impl FnMut(),
+) -> (Duration, Duration) {
+    reference();
+    ours();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        reference();
+        a.push(t.elapsed());
+        let t = Instant::now();
+        ours();
+        b.push(t.elapsed());
+    }
+    (median(a), median(b))
 }
 
 fn sh(script: &str) {
@@ -265,8 +278,11 @@ fn main() {
     // 1. Hashing.
     let file = o.dir.join("hash-input.bin");
     make_file(&file, size);
-    let ours = measure(o.runs, || run_quiet(forge().arg("hash").arg(&file)));
-    let theirs = measure(o.runs, || run_quiet(Command::new("sha256sum").arg(&file)));
+    let (theirs, ours) = measure_pair(
+        o.runs,
+        || run_quiet(Command::new("sha256sum").arg(&file)),
+        || run_quiet(forge().arg("hash").arg(&file)),
+    );
     let ratio = theirs.as_secs_f64() / ours.as_secs_f64();
     println!(
         "| `forge hash` {} MiB file | `sha256sum` | {:.3} s | {:.3} s | {ratio:.2} | >= 0.9 {} |",
@@ -286,14 +302,18 @@ fn main() {
         tree.display(),
         out_ref.display()
     );
-    let theirs = measure(o.runs, || sh(&reference));
     let mut packed = None;
-    let ours = measure(o.runs, || {
-        let mut t = forge_layer::LayerTree::new();
-        t.add_host_tree(&tree, None, 0, 0, "bench").unwrap();
-        let f = fs::File::create(&out_ours).unwrap();
-        packed = Some(t.pack(f, 0, u32::try_from(cpus).unwrap_or(1)).unwrap());
-    });
+    let (theirs, ours) = measure_pair(
+        o.runs,
+        || sh(&reference),
+        || {
+            // What a `tree` step does: walk the tree, then pack it.
+            let mut t = forge_layer::LayerTree::new();
+            t.add_host_tree(&tree, None, 0, 0, "bench").unwrap();
+            let f = fs::File::create(&out_ours).unwrap();
+            packed = Some(t.pack(f, 0, u32::try_from(cpus).unwrap_or(1)).unwrap());
+        },
+    );
     let ratio = theirs.as_secs_f64() / ours.as_secs_f64();
     let packed = packed.unwrap();
     println!(
@@ -317,8 +337,7 @@ fn main() {
         )
     };
     let noop_runs = o.runs.max(20);
-    let ours = measure(noop_runs, build);
-    let floor = measure(noop_runs, || run_quiet(forge().arg("--version")));
+    let (floor, ours) = measure_pair(noop_runs, || run_quiet(forge().arg("--version")), build);
     println!(
         "| no-op `forge -C examples/hello build` | `forge --version` | {:.1} ms | {:.1} ms | {:.2} | < 100 ms {} |",
         floor.as_secs_f64() * 1000.0,

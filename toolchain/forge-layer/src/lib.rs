@@ -771,6 +771,25 @@ mod tests {
         (out, r)
     }
 
+    /// The layer encoding is part of every recipe hash through the builder version. If this
+    /// fails, the bytes of layers changed: bump `BUILDER_VERSION` in
+    /// `forge-schema/src/hash.rs` (so stale outputs in users' stores are never reused) and
+    /// update the digest here.
+    #[test]
+    fn encoding_is_pinned_to_the_builder_version() {
+        let (_, r) = pack(&sample(), 2);
+        assert_eq!(
+            (
+                forge_schema::hash::BUILDER_VERSION,
+                r.layer_sha256.to_hex().as_str()
+            ),
+            (
+                "forge-layer-builder/2",
+                "3572ccaf112fe7c5be66bb3eaf13ca9a040ba01403fb1cca5361cc1f680cba9e"
+            ),
+        );
+    }
+
     #[test]
     fn same_bytes_for_any_worker_count() {
         let t = sample();

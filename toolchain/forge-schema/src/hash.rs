@@ -21,7 +21,7 @@ use crate::recipe::{Action, ParamValue, Parameter, Recipe, SourceKind, Unpack};
 /// Version tag of the layer builder. Bump it whenever a change to forge changes the bytes of
 /// any layer built from the same recipe: every recipe hash changes with it, so stale outputs
 /// are never reused.
-pub const BUILDER_VERSION: &str = "forge-layer-builder/1";
+pub const BUILDER_VERSION: &str = "forge-layer-builder/2";
 
 /// Tag of this encoding, so a future change of encoding can never collide with this one.
 const ENCODING: &str = "forge-recipe-hash/1";
