@@ -87,4 +87,11 @@ fn kill_9_at_random_points() {
     ok(w.forge().arg("gc"));
     assert_eq!(fs::read_dir(w.store().join("tmp")).unwrap().count(), 0);
     ok(w.forge().arg("-C").arg(&p).args(["build", "--locked"]));
+    // No temp file of an interrupted lockfile write is left in the project.
+    let leftovers: Vec<_> = fs::read_dir(&p)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -84,6 +84,7 @@ pub fn write(
         forge_schema::Sha256Digest::of(path.to_string_lossy().as_bytes()).short()
     );
     let _lock = store.lock(&key, &|_| {})?;
+    remove_stale_temps(path);
     let current = read_lockfile(path)?;
     let new = update(current.as_ref());
     let text = new.render();
@@ -98,4 +99,22 @@ pub fn write(
     }
     store.add_root(path)?;
     Ok(!unchanged)
+}
+
+/// Deletes `.lockfile.toml.*.tmp` files a killed forge left beside the lockfile. Only
+/// called with the project lock held, so no other process is writing one.
+fn remove_stale_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with(&prefix) && n.ends_with(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
