@@ -262,12 +262,8 @@ impl Fetcher {
         store: &Arc<Store>,
         req: &FetchRequest,
     ) -> Result<Fetched, FetchError> {
-        if store.has_blob(&req.sha256) {
-            return Ok(Fetched {
-                sha256: req.sha256,
-                path: store.blob_path(&req.sha256),
-                origin: Origin::Store,
-            });
+        if let Some(found) = in_store(store, req) {
+            return Ok(found);
         }
         // One process fetches a given blob at a time; the others wait, then find it.
         let lock = {
@@ -292,12 +288,8 @@ impl Fetcher {
         store: &Arc<Store>,
         req: &FetchRequest,
     ) -> Result<Fetched, FetchError> {
-        if store.has_blob(&req.sha256) {
-            return Ok(Fetched {
-                sha256: req.sha256,
-                path: store.blob_path(&req.sha256),
-                origin: Origin::Store,
-            });
+        if let Some(found) = in_store(store, req) {
+            return Ok(found);
         }
         if let Some(found) = self.find_in_source_dirs(store, req)? {
             return Ok(found);
@@ -588,6 +580,15 @@ fn content_range_start(r: &reqwest::Response) -> Option<u64> {
         .ok()?;
     let rest = v.strip_prefix("bytes ")?;
     rest.split('-').next()?.trim().parse().ok()
+}
+
+/// The source, if the store has it already.
+fn in_store(store: &Store, req: &FetchRequest) -> Option<Fetched> {
+    store.has_blob(&req.sha256).then(|| Fetched {
+        sha256: req.sha256,
+        path: store.blob_path(&req.sha256),
+        origin: Origin::Store,
+    })
 }
 
 /// Hash and length of what a partial download already holds.

@@ -44,20 +44,8 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// SHA-256 and length of everything `reader` yields.
-pub fn hash_reader(mut reader: impl Read) -> io::Result<(Sha256Digest, u64)> {
-    let mut hasher = Hasher::new();
-    let mut buf = vec![0u8; IO_BUFFER];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-    }
-    let len = hasher.len();
-    Ok((hasher.finish(), len))
+pub fn hash_reader(reader: impl Read) -> io::Result<(Sha256Digest, u64)> {
+    copy_hashing(reader, &mut io::sink())
 }
 
 /// SHA-256 and length of a file.

@@ -71,6 +71,12 @@ impl Globals {
         Ok(cache.join("forge").join("store"))
     }
 
+    fn observer(&self) -> Arc<dyn Observer> {
+        Arc::new(CliObserver {
+            printer: self.printer.clone(),
+        })
+    }
+
     fn open_store(&self, exclusive: bool) -> Result<Arc<Store>> {
         let path = self.store_path()?;
         let printer = self.printer.clone();
@@ -205,6 +211,30 @@ fn outcome_json(plan: &Plan, o: &engine::Outcome) -> serde_json::Value {
     })
 }
 
+/// Builds targets with progress on the terminal; returns the outcomes and the records by
+/// recipe name (what the lockfile needs).
+fn build_targets(
+    g: &Globals,
+    rt: &tokio::runtime::Runtime,
+    plan: &Arc<Plan>,
+    store: &Arc<Store>,
+    targets: &[String],
+    settings: &BuildSettings,
+) -> Result<(
+    Vec<engine::Outcome>,
+    BTreeMap<String, forge_store::OutputRecord>,
+)> {
+    let observer = g.observer();
+    let outcomes = rt.block_on(engine::build(plan, store, targets, settings, observer));
+    g.printer.clear();
+    let outcomes = outcomes?;
+    let built = outcomes
+        .iter()
+        .map(|o| (o.name.clone(), o.record.clone()))
+        .collect();
+    Ok((outcomes, built))
+}
+
 pub fn build(g: &Globals, args: &BuildArgs) -> Result<()> {
     let started = Instant::now();
     let locked = args.locked || args.frozen;
@@ -214,9 +244,7 @@ pub fn build(g: &Globals, args: &BuildArgs) -> Result<()> {
     let targets = targets(&plan, &args.targets)?;
     let old = project.lockfile.as_ref();
     let settings = settings(&args.fetch, offline);
-    let observer: Arc<dyn Observer> = Arc::new(CliObserver {
-        printer: g.printer.clone(),
-    });
+    let observer = g.observer();
 
     if locked {
         // Before any work: the inputs must be exactly the locked ones.
@@ -276,13 +304,7 @@ pub fn build(g: &Globals, args: &BuildArgs) -> Result<()> {
         return Ok(());
     }
 
-    let outcomes = rt.block_on(engine::build(&plan, &store, &targets, &settings, observer));
-    g.printer.clear();
-    let outcomes = outcomes?;
-    let built: BTreeMap<String, forge_store::OutputRecord> = outcomes
-        .iter()
-        .map(|o| (o.name.clone(), o.record.clone()))
-        .collect();
+    let (outcomes, built) = build_targets(g, &rt, &plan, &store, &targets, &settings)?;
 
     let lock_path = project.lockfile_path();
     let mut updated = false;
@@ -338,16 +360,7 @@ pub fn lock_cmd(g: &Globals, args: &LockArgs) -> Result<()> {
     };
     let settings = settings(&args.fetch, false);
     let store = g.open_store(false)?;
-    let observer: Arc<dyn Observer> = Arc::new(CliObserver {
-        printer: g.printer.clone(),
-    });
-    let outcomes = runtime()?.block_on(engine::build(&plan, &store, &targets, &settings, observer));
-    g.printer.clear();
-    let outcomes = outcomes?;
-    let built: BTreeMap<String, forge_store::OutputRecord> = outcomes
-        .iter()
-        .map(|o| (o.name.clone(), o.record.clone()))
-        .collect();
+    let (outcomes, built) = build_targets(g, &runtime()?, &plan, &store, &targets, &settings)?;
     let updated = lock::write(&store, &project.lockfile_path(), |current| {
         lock::desired(&plan, current, &built, only.as_deref())
     })?;
@@ -376,11 +389,13 @@ pub fn fetch(g: &Globals, args: &FetchArgs) -> Result<()> {
     let names = forge_build::plan::closure(&plan, &targets);
     let settings = settings(&args.fetch, false);
     let store = g.open_store(false)?;
-    let observer = CliObserver {
-        printer: g.printer.clone(),
-    };
+    let observer = g.observer();
     let r = runtime()?.block_on(engine::prepare_sources(
-        &plan, &store, &names, &settings, &observer,
+        &plan,
+        &store,
+        &names,
+        &settings,
+        observer.as_ref(),
     ));
     g.printer.clear();
     r?;
