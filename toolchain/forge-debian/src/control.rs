@@ -76,9 +76,13 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph>, String> {
             continue;
         }
         let Some((k, v)) = line.split_once(':') else {
-            return Err(format!("line {}: expected `Field: value`, found `{line}`", n + 1));
+            return Err(format!(
+                "line {}: expected `Field: value`, found `{line}`",
+                n + 1
+            ));
         };
-        cur.fields.push((k.trim().to_string(), v.trim().to_string()));
+        cur.fields
+            .push((k.trim().to_string(), v.trim().to_string()));
     }
     if !cur.fields.is_empty() {
         out.push(cur);
@@ -216,15 +220,22 @@ mod tests {
         assert_eq!(ps.len(), 2);
         assert_eq!(ps[0].get("description"), Some("short\nlong\n\nmore"));
         assert_eq!(ps[1].get("Package"), Some("b"));
-        assert_eq!(ps[0].render(), "Package: a\nDescription: short\n long\n .\n more\n");
+        assert_eq!(
+            ps[0].render(),
+            "Package: a\nDescription: short\n long\n .\n more\n"
+        );
     }
 
     #[test]
     fn relations() {
-        let r = parse_relations("libc6 (>= 2.34), debconf (>= 0.5) | debconf-2.0, python3:any").unwrap();
+        let r = parse_relations("libc6 (>= 2.34), debconf (>= 0.5) | debconf-2.0, python3:any")
+            .unwrap();
         assert_eq!(r.len(), 3);
         assert_eq!(r[0][0].name, "libc6");
-        assert_eq!(r[0][0].constraint.as_ref().map(|(o, v)| (*o, v.as_str())), Some((Op::Ge, "2.34")));
+        assert_eq!(
+            r[0][0].constraint.as_ref().map(|(o, v)| (*o, v.as_str())),
+            Some((Op::Ge, "2.34"))
+        );
         assert_eq!(r[1].len(), 2);
         assert_eq!(r[1][1].name, "debconf-2.0");
         assert_eq!(r[2][0].name, "python3");

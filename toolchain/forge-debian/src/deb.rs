@@ -56,7 +56,10 @@ pub fn control(deb: impl Read + Seek) -> io::Result<Paragraph> {
                 .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "empty control file"));
         }
     }
-    Err(io::Error::new(io::ErrorKind::InvalidData, "no control file in control.tar"))
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "no control file in control.tar",
+    ))
 }
 
 /// The content of one regular file of the data archive (`path` without leading `./`).

@@ -19,7 +19,9 @@ pub mod version;
 pub enum DebianError {
     #[error("cannot read keyring `{keyring}`: {reason}")]
     Keyring { keyring: String, reason: String },
-    #[error("{what}: bad signature: {reason}\nthe index may have been tampered with, or the keyring is not the archive's; nothing was locked")]
+    #[error(
+        "{what}: bad signature: {reason}\nthe index may have been tampered with, or the keyring is not the archive's; nothing was locked"
+    )]
     Signature { what: String, reason: String },
     #[error("{what}: {reason}")]
     Index { what: String, reason: String },

@@ -69,7 +69,10 @@ fn parse_deb822(text: &str) -> Vec<AptSource> {
         return Vec::new();
     };
     let words = |v: Option<&str>| -> Vec<String> {
-        v.unwrap_or("").split_whitespace().map(str::to_string).collect()
+        v.unwrap_or("")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
     };
     paragraphs
         .iter()
@@ -116,7 +119,10 @@ mod tests {
         .unwrap();
         let s = host_sources(dir.path());
         assert_eq!(s.len(), 2);
-        assert_eq!(mirror_for(&s, "bookworm").as_deref(), Some("http://mirror.example/debian"));
+        assert_eq!(
+            mirror_for(&s, "bookworm").as_deref(),
+            Some("http://mirror.example/debian")
+        );
         assert_eq!(
             mirror_for(&s, "bookworm-security").as_deref(),
             Some("http://mirror.example/debian-security")

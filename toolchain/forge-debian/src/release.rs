@@ -23,8 +23,10 @@ impl Keyring {
             reason: e,
         };
         let keys: Vec<SignedPublicKey> = if bytes.starts_with(b"-----BEGIN") {
-            let (iter, _) = SignedPublicKey::from_armor_many(bytes).map_err(|e| bad(e.to_string()))?;
-            iter.collect::<Result<_, _>>().map_err(|e| bad(e.to_string()))?
+            let (iter, _) =
+                SignedPublicKey::from_armor_many(bytes).map_err(|e| bad(e.to_string()))?;
+            iter.collect::<Result<_, _>>()
+                .map_err(|e| bad(e.to_string()))?
         } else {
             SignedPublicKey::from_bytes_many(bytes)
                 .map_err(|e| bad(e.to_string()))?
@@ -81,10 +83,11 @@ pub struct Release {
 /// Checks the signature of an InRelease file and parses it. `what` names it in errors
 /// (e.g. the URL).
 pub fn verify_inrelease(text: &str, keyring: &Keyring, what: &str) -> Result<Release, DebianError> {
-    let (msg, _) = CleartextSignedMessage::from_string(text).map_err(|e| DebianError::Signature {
-        what: what.to_string(),
-        reason: format!("not a signed message: {e}"),
-    })?;
+    let (msg, _) =
+        CleartextSignedMessage::from_string(text).map_err(|e| DebianError::Signature {
+            what: what.to_string(),
+            reason: format!("not a signed message: {e}"),
+        })?;
     let signed_by = keyring.verify(&msg).ok_or_else(|| {
         let issuers: Vec<String> = msg
             .signatures()
@@ -101,7 +104,11 @@ pub fn verify_inrelease(text: &str, keyring: &Keyring, what: &str) -> Result<Rel
             what: what.to_string(),
             reason: format!(
                 "no signature verifies against the keyring (signed by {}; keyring has {})",
-                if issuers.is_empty() { "unknown keys".to_string() } else { issuers.join(", ") },
+                if issuers.is_empty() {
+                    "unknown keys".to_string()
+                } else {
+                    issuers.join(", ")
+                },
                 keyring.fingerprints().join(", ")
             ),
         }

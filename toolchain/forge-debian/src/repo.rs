@@ -16,9 +16,16 @@ pub struct RepoDeb {
     pub size: u64,
 }
 
-/// Writes `dir/pool/*.deb` (hard links, or copies across file systems), `dir/Packages`
-/// and `dir/Release`. The result is usable as `deb [trusted=yes] file:DIR ./`.
-pub fn write(dir: &Path, debs: &[RepoDeb]) -> std::io::Result<()> {
+/// Component of the generated repository.
+pub const COMPONENT: &str = "main";
+
+/// Writes `dir/pool/*.deb` (hard links, or copies across file systems) and the index
+/// `dir/dists/SUITE/{Release,main/binary-ARCH/Packages}`. The result is usable as
+/// `deb [trusted=yes] copy:DIR SUITE main`. It carries the real suite's name because
+/// installers decide things by it (mmdebstrap selects `Essential: yes` packages of the
+/// named suite, and sets up merged /usr by release). (A flat repository would be simpler, but
+/// installers that look for `Essential: yes` through apt's index targets skip flat ones.)
+pub fn write(dir: &Path, suite: &str, arch: &str, debs: &[RepoDeb]) -> std::io::Result<()> {
     let pool = dir.join("pool");
     fs::create_dir_all(&pool)?;
     let mut packages = String::new();
@@ -34,17 +41,20 @@ pub fn write(dir: &Path, debs: &[RepoDeb]) -> std::io::Result<()> {
         if !dest.exists() && fs::hard_link(&d.path, &dest).is_err() {
             fs::copy(&d.path, &dest)?;
         }
-        control.push("Filename", &format!("./pool/{name}"));
+        control.push("Filename", &format!("pool/{name}"));
         control.push("Size", &d.size.to_string());
         control.push("SHA256", &d.sha256.to_hex());
         packages.push_str(&control.render());
         packages.push('\n');
     }
-    fs::write(dir.join("Packages"), &packages)?;
+    let dists = dir.join("dists").join(suite);
+    let index = format!("{COMPONENT}/binary-{arch}/Packages");
+    fs::create_dir_all(dists.join(format!("{COMPONENT}/binary-{arch}")))?;
+    fs::write(dists.join(&index), &packages)?;
     let release = format!(
-        "Origin: forge\nLabel: forge locked package set\nSuite: forge\nCodename: forge\nSHA256:\n {} {} Packages\n",
+        "Origin: forge\nLabel: forge locked package set\nSuite: {suite}\nCodename: {suite}\nArchitectures: {arch}\nComponents: {COMPONENT}\nSHA256:\n {} {} {index}\n",
         Sha256Digest::of(packages.as_bytes()),
         packages.len()
     );
-    fs::write(dir.join("Release"), release)
+    fs::write(dists.join("Release"), release)
 }

@@ -29,14 +29,18 @@ pub enum Variant {
 pub enum ResolveError {
     #[error("package `{name}` is not in the archive{}", hint.as_ref().map(|h| format!(" (did you mean `{h}`?)")).unwrap_or_default())]
     Unknown { name: String, hint: Option<String> },
-    #[error("`{package}` {version} needs `{relation}`, which no package in the archive satisfies\n  (`{package}` is in the set because {why})")]
+    #[error(
+        "`{package}` {version} needs `{relation}`, which no package in the archive satisfies\n  (`{package}` is in the set because {why})"
+    )]
     Unsatisfiable {
         package: String,
         version: String,
         relation: String,
         why: String,
     },
-    #[error("`{a}` and `{b}` cannot be installed together: `{a}` {kind} `{relation}`\n  (`{a}`: {why_a}; `{b}`: {why_b})")]
+    #[error(
+        "`{a}` and `{b}` cannot be installed together: `{a}` {kind} `{relation}`\n  (`{a}`: {why_a}; `{b}`: {why_b})"
+    )]
     Conflict {
         a: String,
         b: String,
@@ -131,13 +135,21 @@ impl<'a> State<'a> {
             .filter_map(|n| self.index.packages.get(n))
             .filter(|p| satisfies(p, rel))
             .collect();
-        providers.sort_by(|a, b| a.priority.cmp(&b.priority).then_with(|| a.name.cmp(&b.name)));
+        providers.sort_by(|a, b| {
+            a.priority
+                .cmp(&b.priority)
+                .then_with(|| a.name.cmp(&b.name))
+        });
         providers.first().copied()
     }
 }
 
 /// Resolves `requested` (package names, in order) plus the variant's base packages.
-pub fn resolve(index: &Index, variant: Variant, requested: &[String]) -> Result<Resolution, ResolveError> {
+pub fn resolve(
+    index: &Index,
+    variant: Variant,
+    requested: &[String],
+) -> Result<Resolution, ResolveError> {
     let mut st = State {
         index,
         selected: BTreeMap::new(),
@@ -164,8 +176,11 @@ pub fn resolve(index: &Index, variant: Variant, requested: &[String]) -> Result<
         match st.candidate(&rel) {
             Some(p) => st.select(p, "the image asks for it".into()),
             None => {
-                let hint = forge_schema::diag::did_you_mean(name, index.packages.keys().map(String::as_str))
-                    .map(str::to_string);
+                let hint = forge_schema::diag::did_you_mean(
+                    name,
+                    index.packages.keys().map(String::as_str),
+                )
+                .map(str::to_string);
                 return Err(ResolveError::Unknown {
                     name: name.clone(),
                     hint,
@@ -277,8 +292,14 @@ mod tests {
             stanza("e", "1", ""),
         ]);
         let e = resolve(&i, Variant::Essential, &["a".into()]).unwrap_err();
-        assert!(matches!(e, ResolveError::Unsatisfiable { ref relation, .. } if relation == "b (>= 2)"), "{e}");
-        assert!(e.to_string().contains("because the image asks for it"), "{e}");
+        assert!(
+            matches!(e, ResolveError::Unsatisfiable { ref relation, .. } if relation == "b (>= 2)"),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("because the image asks for it"),
+            "{e}"
+        );
         // An unversioned Provides does not satisfy a versioned dependency.
         assert!(resolve(&i, Variant::Essential, &["c".into()]).is_err());
         let e = resolve(&i, Variant::Essential, &["d".into(), "e".into()]).unwrap_err();
@@ -290,8 +311,14 @@ mod tests {
     #[test]
     fn highest_version_across_suites() {
         let mut i = Index::default();
-        i.add(&stanza("x", "1.0-1", ""), "bookworm", "amd64").unwrap();
-        i.add(&stanza("x", "1.0-1+deb12u1", ""), "bookworm-updates", "amd64").unwrap();
+        i.add(&stanza("x", "1.0-1", ""), "bookworm", "amd64")
+            .unwrap();
+        i.add(
+            &stanza("x", "1.0-1+deb12u1", ""),
+            "bookworm-updates",
+            "amd64",
+        )
+        .unwrap();
         assert_eq!(i.packages["x"].suite, "bookworm-updates");
     }
 }

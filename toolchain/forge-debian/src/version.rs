@@ -155,7 +155,10 @@ mod tests {
     #[test]
     fn parse_parts() {
         let v = Version::parse("1:2.3-4-5").unwrap();
-        assert_eq!((v.epoch, v.upstream.as_str(), v.revision.as_str()), (1, "2.3-4", "5"));
+        assert_eq!(
+            (v.epoch, v.upstream.as_str(), v.revision.as_str()),
+            (1, "2.3-4", "5")
+        );
         assert!(Version::parse("a1").is_err());
         assert!(Version::parse("x:1").is_err());
     }

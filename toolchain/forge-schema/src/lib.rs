@@ -6,6 +6,7 @@
 pub mod diag;
 pub mod digest;
 pub mod hash;
+pub mod image;
 pub mod lockfile;
 pub mod paths;
 pub mod recipe;

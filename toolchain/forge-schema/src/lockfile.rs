@@ -33,7 +33,84 @@ pub struct Lockfile {
     pub version: u32,
     pub source_date_epoch: u64,
     pub builder: String,
+    /// Versions of the external tools that made image outputs (`mke2fs`, `qemu-img`, ...).
+    pub tools: BTreeMap<String, String>,
     pub recipes: BTreeMap<String, LockedRecipe>,
+    pub images: BTreeMap<String, LockedImage>,
+    /// Every .deb of every image, by `package=version:architecture`.
+    pub debs: BTreeMap<String, LockedDeb>,
+}
+
+/// One image's pins.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LockedImage {
+    pub name: String,
+    /// The image hash (inputs: definition, layers, packages, tools, builder).
+    pub hash: Sha256Digest,
+    /// Hash of the `[base]` section the package set was resolved for; when it changes,
+    /// the set is resolved again.
+    pub base_hash: Sha256Digest,
+    /// Key that signed the archive index the set was resolved from.
+    #[serde(default)]
+    pub signed_by: Option<String>,
+    pub suite: String,
+    pub architecture: String,
+    /// Recipes whose layers the image holds, in order.
+    pub layers: Vec<String>,
+    pub boot_modes: Vec<String>,
+    /// The base package set: `package=version:architecture` keys of `[[deb]]` entries.
+    pub debs: Vec<String>,
+    pub format: String,
+    #[serde(default)]
+    pub output_sha256: Option<Sha256Digest>,
+    #[serde(default)]
+    pub output_size: Option<u64>,
+}
+
+/// One Debian package, fetched as a fixed-output source.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LockedDeb {
+    pub package: String,
+    pub version: String,
+    pub architecture: String,
+    /// Pool path relative to the archive root (`pool/main/...`).
+    pub path: String,
+    pub sha256: Sha256Digest,
+    pub size: u64,
+}
+
+impl Lockfile {
+    /// The key of an image's cached base root file system: everything the installed
+    /// package set depends on (the packages, the installer's version, the suite and the
+    /// time), so a change of layers or settings reuses it.
+    pub fn base_build_hash(&self, image: &LockedImage) -> Sha256Digest {
+        let mut text = format!(
+            "forge-base/1\nsuite={}\narch={}\nsde={}\nmmdebstrap={}\n",
+            image.suite,
+            image.architecture,
+            self.source_date_epoch,
+            self.tools.get("mmdebstrap").map_or("", String::as_str)
+        );
+        let mut debs: Vec<&String> = image.debs.iter().collect();
+        debs.sort();
+        for d in debs {
+            let sha = self
+                .debs
+                .get(d)
+                .map(|x| x.sha256.to_hex())
+                .unwrap_or_default();
+            text.push_str(&format!("{d} {sha}\n"));
+        }
+        Sha256Digest::of(text.as_bytes())
+    }
+}
+
+impl LockedDeb {
+    pub fn key(&self) -> String {
+        format!("{}={}:{}", self.package, self.version, self.architecture)
+    }
 }
 
 /// One recipe's pins.
@@ -78,7 +155,13 @@ struct RawLockfile {
     source_date_epoch: u64,
     builder: String,
     #[serde(default)]
+    tools: BTreeMap<String, String>,
+    #[serde(default)]
     recipe: Vec<Spanned<LockedRecipe>>,
+    #[serde(default)]
+    image: Vec<Spanned<LockedImage>>,
+    #[serde(default)]
+    deb: Vec<LockedDeb>,
 }
 
 impl Lockfile {
@@ -88,7 +171,10 @@ impl Lockfile {
             version: LOCKFILE_VERSION,
             source_date_epoch,
             builder: builder.to_string(),
+            tools: BTreeMap::new(),
             recipes: BTreeMap::new(),
+            images: BTreeMap::new(),
+            debs: BTreeMap::new(),
         }
     }
 
@@ -117,6 +203,30 @@ impl Lockfile {
                 recipes.insert(r.name.clone(), r);
             }
         }
+        let mut images = BTreeMap::new();
+        for i in raw.image {
+            let span = i.span();
+            let i = i.into_inner();
+            if images.contains_key(&i.name) {
+                errors.push(file.error(span, format!("image `{}` is locked twice", i.name)));
+            } else {
+                images.insert(i.name.clone(), i);
+            }
+        }
+        let debs: BTreeMap<String, LockedDeb> = raw.deb.into_iter().map(|d| (d.key(), d)).collect();
+        for i in images.values() {
+            for d in &i.debs {
+                if !debs.contains_key(d) {
+                    errors.push(file.error(
+                        0..0,
+                        format!(
+                            "image `{}` names .deb `{d}`, which has no `[[deb]]` entry",
+                            i.name
+                        ),
+                    ));
+                }
+            }
+        }
         if !errors.is_empty() {
             return Err(errors.into());
         }
@@ -124,7 +234,10 @@ impl Lockfile {
             version: LOCKFILE_VERSION,
             source_date_epoch: raw.source_date_epoch,
             builder: raw.builder,
+            tools: raw.tools,
             recipes,
+            images,
+            debs,
         })
     }
 
@@ -135,6 +248,13 @@ impl Lockfile {
         doc["version"] = value(i64::from(self.version));
         doc["source-date-epoch"] = value(i64::try_from(self.source_date_epoch).unwrap_or(i64::MAX));
         doc["builder"] = value(self.builder.as_str());
+        if !self.tools.is_empty() {
+            let mut t = Table::new();
+            for (k, v) in &self.tools {
+                t[k.as_str()] = value(v.as_str());
+            }
+            doc["tools"] = Item::Table(t);
+        }
 
         let mut recipes = ArrayOfTables::new();
         for r in self.recipes.values() {
@@ -174,6 +294,53 @@ impl Lockfile {
         }
         if !recipes.is_empty() {
             doc["recipe"] = Item::ArrayOfTables(recipes);
+        }
+        let mut images = ArrayOfTables::new();
+        for i in self.images.values() {
+            let mut t = Table::new();
+            t["name"] = value(i.name.as_str());
+            t["hash"] = value(i.hash.to_hex());
+            t["base-hash"] = value(i.base_hash.to_hex());
+            if let Some(s) = &i.signed_by {
+                t["signed-by"] = value(s.as_str());
+            }
+            t["suite"] = value(i.suite.as_str());
+            t["architecture"] = value(i.architecture.as_str());
+            t["layers"] = value(string_array(&i.layers));
+            t["boot-modes"] = value(string_array(&i.boot_modes));
+            t["format"] = value(i.format.as_str());
+            if let Some(o) = i.output_sha256 {
+                t["output-sha256"] = value(o.to_hex());
+            }
+            if let Some(o) = i.output_size {
+                t["output-size"] = value(i64::try_from(o).unwrap_or(i64::MAX));
+            }
+            // One package per line, so a diff shows each upgrade.
+            let mut debs = string_array(&i.debs);
+            for v in debs.iter_mut() {
+                v.decor_mut().set_prefix("\n  ");
+            }
+            debs.set_trailing("\n");
+            debs.set_trailing_comma(true);
+            t["debs"] = value(debs);
+            images.push(t);
+        }
+        if !images.is_empty() {
+            doc["image"] = Item::ArrayOfTables(images);
+        }
+        let mut debs = ArrayOfTables::new();
+        for d in self.debs.values() {
+            let mut t = Table::new();
+            t["package"] = value(d.package.as_str());
+            t["version"] = value(d.version.as_str());
+            t["architecture"] = value(d.architecture.as_str());
+            t["path"] = value(d.path.as_str());
+            t["sha256"] = value(d.sha256.to_hex());
+            t["size"] = value(i64::try_from(d.size).unwrap_or(i64::MAX));
+            debs.push(t);
+        }
+        if !debs.is_empty() {
+            doc["deb"] = Item::ArrayOfTables(debs);
         }
         doc.to_string()
     }
@@ -220,6 +387,16 @@ pub enum Change {
         recipe: String,
         what: &'static str,
     },
+    Tool {
+        tool: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
+    /// Something about an image, described in words.
+    Image {
+        image: String,
+        what: String,
+    },
 }
 
 impl fmt::Display for Change {
@@ -260,6 +437,13 @@ impl fmt::Display for Change {
                 opt(new)
             ),
             Change::Other { recipe, what } => write!(f, "{what} of recipe `{recipe}` changed"),
+            Change::Tool { tool, old, new } => write!(
+                f,
+                "tool `{tool}` is version {}, the lockfile says {}",
+                new.as_deref().unwrap_or("(not used)"),
+                old.as_deref().unwrap_or("(not recorded)")
+            ),
+            Change::Image { image, what } => write!(f, "image `{image}`: {what}"),
         }
     }
 }
@@ -345,7 +529,109 @@ pub fn changes(old: &Lockfile, new: &Lockfile, scope: Option<&[String]>) -> Vec<
             });
         }
     }
+    for tool in old
+        .tools
+        .keys()
+        .chain(new.tools.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let (o, n) = (old.tools.get(tool), new.tools.get(tool));
+        if o != n {
+            out.push(Change::Tool {
+                tool: tool.clone(),
+                old: o.cloned(),
+                new: n.cloned(),
+            });
+        }
+    }
+    image_changes(old, new, &mut out);
     out
+}
+
+fn image_changes(old: &Lockfile, new: &Lockfile, out: &mut Vec<Change>) {
+    let names: std::collections::BTreeSet<&String> =
+        old.images.keys().chain(new.images.keys()).collect();
+    for name in names {
+        let change = |what: String| Change::Image {
+            image: name.clone(),
+            what,
+        };
+        let (o, n) = match (old.images.get(name), new.images.get(name)) {
+            (None, Some(_)) => {
+                out.push(change("not in the lockfile".into()));
+                continue;
+            }
+            (Some(_), None) => {
+                out.push(change("locked but no longer defined".into()));
+                continue;
+            }
+            (Some(o), Some(n)) => (o, n),
+            (None, None) => continue,
+        };
+        let od: std::collections::BTreeSet<&String> = o.debs.iter().collect();
+        let nd: std::collections::BTreeSet<&String> = n.debs.iter().collect();
+        let added: Vec<&&String> = nd.difference(&od).collect();
+        let removed: Vec<&&String> = od.difference(&nd).collect();
+        if !added.is_empty() || !removed.is_empty() {
+            let show = |v: &[&&String]| {
+                let mut s = v
+                    .iter()
+                    .take(5)
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if v.len() > 5 {
+                    s.push_str(&format!(" and {} more", v.len() - 5));
+                }
+                s
+            };
+            out.push(change(format!(
+                "the package set changed: {} added ({}), {} removed ({})",
+                added.len(),
+                show(&added),
+                removed.len(),
+                show(&removed)
+            )));
+        } else if o.base_hash != n.base_hash {
+            out.push(change("its `[base]` section changed".into()));
+        }
+        for d in &n.debs {
+            if let (Some(a), Some(b)) = (old.debs.get(d), new.debs.get(d))
+                && a.sha256 != b.sha256
+            {
+                out.push(change(format!(
+                    ".deb `{d}` has sha256 {} in the archive, the lockfile says {}",
+                    b.sha256, a.sha256
+                )));
+            }
+        }
+        if o.layers != n.layers {
+            out.push(change(format!(
+                "layers changed from [{}] to [{}]",
+                o.layers.join(", "),
+                n.layers.join(", ")
+            )));
+        }
+        if o.hash != n.hash
+            && out
+                .last()
+                .is_none_or(|c| !matches!(c, Change::Image { image, .. } if image == name))
+        {
+            out.push(change(format!(
+                "its inputs changed: locked hash {}, now {}",
+                o.hash, n.hash
+            )));
+        }
+        if o.hash == n.hash && o.output_sha256 != n.output_sha256 {
+            out.push(change(format!(
+                "output differs: locked sha256 {}, built sha256 {}",
+                o.output_sha256
+                    .map_or_else(|| "(none)".into(), |d| d.to_hex()),
+                n.output_sha256
+                    .map_or_else(|| "(none)".into(), |d| d.to_hex())
+            )));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -410,6 +696,57 @@ mod tests {
         let msg = c[0].to_string();
         assert!(msg.contains(&Sha256Digest::of(b"a").to_hex()));
         assert!(msg.contains(&Sha256Digest::of(b"a2").to_hex()));
+    }
+
+    #[test]
+    fn images_and_debs_round_trip() {
+        let mut l = sample();
+        let deb = LockedDeb {
+            package: "bash".into(),
+            version: "5.2.15-2+b7".into(),
+            architecture: "amd64".into(),
+            path: "pool/main/b/bash/bash_5.2.15-2+b7_amd64.deb".into(),
+            sha256: Sha256Digest::of(b"bash"),
+            size: 1_500_000,
+        };
+        l.tools.insert("mke2fs".into(), "1.47.2".into());
+        l.images.insert(
+            "hello-image".into(),
+            LockedImage {
+                name: "hello-image".into(),
+                hash: Sha256Digest::of(b"i"),
+                base_hash: Sha256Digest::of(b"b"),
+                signed_by: Some("4D64FEC119C2029067D6E791F8D2585B8783D481".into()),
+                suite: "bookworm".into(),
+                architecture: "amd64".into(),
+                layers: vec!["hello".into()],
+                boot_modes: vec!["bios".into(), "uefi".into()],
+                debs: vec![deb.key()],
+                format: "qcow2".into(),
+                output_sha256: Some(Sha256Digest::of(b"q")),
+                output_size: Some(123),
+            },
+        );
+        l.debs.insert(deb.key(), deb);
+        let text = l.render();
+        assert!(
+            text.contains("debs = [\n  \"bash=5.2.15-2+b7:amd64\",\n]"),
+            "{text}"
+        );
+        let back = Lockfile::parse(&SourceFile::new("lockfile.toml", text.as_str())).unwrap();
+        assert_eq!(back.render(), text);
+        assert_eq!(back.images, l.images);
+        assert_eq!(back.debs, l.debs);
+        let mut newer = back.clone();
+        if let Some(i) = newer.images.get_mut("hello-image") {
+            i.debs.clear();
+        }
+        let c = changes(&back, &newer, None);
+        assert!(
+            c[0].to_string()
+                .contains("1 removed (bash=5.2.15-2+b7:amd64)"),
+            "{c:?}"
+        );
     }
 
     #[test]

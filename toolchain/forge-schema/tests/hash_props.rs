@@ -70,9 +70,12 @@ fn step() -> impl Strategy<Value = GStep> {
         (abs_path(), abs_path()).prop_map(|(path, target)| GStep::Symlink { path, target }),
         (
             abs_path(),
-            prop::collection::vec(("[A-Z][A-Z0-9_]{0,5}", "[a-z0-9 ]{0,10}"), 1..4)
+            prop::collection::btree_map("[A-Z][A-Z0-9_]{0,5}", "[a-z0-9 ]{0,10}", 1..4)
         )
-            .prop_map(|(path, vars)| GStep::Env { path, vars }),
+            .prop_map(|(path, vars)| GStep::Env {
+                path,
+                vars: vars.into_iter().collect()
+            }),
     ]
 }
 
@@ -366,7 +369,12 @@ fn mutate(g: &Gen, which: usize) -> Option<Gen> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        // Failures are reported with their minimal input; no regression files in the tree.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn formatting_comments_and_order_keep_the_hash(g in recipe(), seed in 1u64..) {

@@ -13,7 +13,7 @@ use crate::{IoContext, Result, Store, StoreError};
 #[derive(Debug, Default, Clone)]
 pub struct KeepSet {
     pub blobs: BTreeSet<Sha256Digest>,
-    /// Recipe hashes whose output records are kept.
+    /// Input hashes (recipes, images, bases) whose output records are kept.
     pub outputs: BTreeSet<Sha256Digest>,
 }
 
@@ -25,6 +25,12 @@ impl KeepSet {
             self.blobs.extend(r.sources.iter().map(|s| s.sha256));
             self.blobs.extend(r.layer_sha256);
         }
+        for i in lock.images.values() {
+            self.outputs.insert(i.hash);
+            self.outputs.insert(lock.base_build_hash(i));
+            self.blobs.extend(i.output_sha256);
+        }
+        self.blobs.extend(lock.debs.values().map(|d| d.sha256));
     }
 }
 
@@ -128,14 +134,16 @@ impl Store {
         let mut kept_layers = BTreeSet::new();
         for entry in fs::read_dir(&out_dir).at(&out_dir)? {
             let path = entry.at(&out_dir)?.path();
-            let hash = path
-                .file_stem()
-                .and_then(|s| s.to_string_lossy().parse::<Sha256Digest>().ok());
-            match hash {
-                Some(h) if keep.outputs.contains(&h) => {
-                    if let Ok(Some(rec)) = self.output(&h) {
-                        kept_layers.insert(rec.layer_sha256);
-                    }
+            let name = path
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let parsed = fs::read(&path)
+                .ok()
+                .and_then(|b| crate::parse_record_file(&name, &b).ok());
+            match parsed {
+                Some((key, blobs)) if keep.outputs.contains(&key) => {
+                    kept_layers.extend(blobs);
                 }
                 _ => {
                     report.outputs_removed += 1;

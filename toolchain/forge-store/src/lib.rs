@@ -79,6 +79,102 @@ pub struct OutputRecord {
     pub content_sha256: Sha256Digest,
 }
 
+/// An output record kept in `outputs/`: what some input hash produced.
+pub trait Record: Serialize + serde::de::DeserializeOwned {
+    /// `""` for recipe layers (`<hash>.json`), else the suffix (`<hash>.KIND.json`).
+    const KIND: &'static str;
+    /// The input hash the record is filed under.
+    fn key(&self) -> Sha256Digest;
+    /// Blobs the record points to; it is only valid while they are all present.
+    fn blobs(&self) -> Vec<Sha256Digest>;
+}
+
+impl Record for OutputRecord {
+    const KIND: &'static str = "";
+    fn key(&self) -> Sha256Digest {
+        self.recipe_hash
+    }
+    fn blobs(&self) -> Vec<Sha256Digest> {
+        vec![self.layer_sha256]
+    }
+}
+
+/// A base root file system (the locked package set installed), cached by base hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseRecord {
+    pub base_hash: Sha256Digest,
+    /// The tar, zstd-compressed like a layer.
+    pub tar_zst_sha256: Sha256Digest,
+    pub tar_sha256: Sha256Digest,
+    pub tar_size: u64,
+}
+
+impl Record for BaseRecord {
+    const KIND: &'static str = "base";
+    fn key(&self) -> Sha256Digest {
+        self.base_hash
+    }
+    fn blobs(&self) -> Vec<Sha256Digest> {
+        vec![self.tar_zst_sha256]
+    }
+}
+
+/// A built disk image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub image: String,
+    pub image_hash: Sha256Digest,
+    pub format: String,
+    pub output_sha256: Sha256Digest,
+    pub output_size: u64,
+    /// The root file system as a tar.zst, kept to name differences (`--check`).
+    pub rootfs_sha256: Sha256Digest,
+}
+
+impl Record for ImageRecord {
+    const KIND: &'static str = "image";
+    fn key(&self) -> Sha256Digest {
+        self.image_hash
+    }
+    fn blobs(&self) -> Vec<Sha256Digest> {
+        vec![self.output_sha256, self.rootfs_sha256]
+    }
+}
+
+/// File name of a record.
+pub fn record_file_name(kind: &str, hash: &Sha256Digest) -> String {
+    if kind.is_empty() {
+        format!("{}.json", hash.to_hex())
+    } else {
+        format!("{}.{kind}.json", hash.to_hex())
+    }
+}
+
+/// Parses any record file of `outputs/` by its name: its key and blobs.
+pub fn parse_record_file(
+    name: &str,
+    bytes: &[u8],
+) -> std::result::Result<(Sha256Digest, Vec<Sha256Digest>), String> {
+    fn get<R: Record>(
+        bytes: &[u8],
+    ) -> std::result::Result<(Sha256Digest, Vec<Sha256Digest>), String> {
+        let r: R = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        Ok((r.key(), r.blobs()))
+    }
+    let stem = name.strip_suffix(".json").ok_or("not a .json file")?;
+    let (hex, kind) = stem.split_once('.').unwrap_or((stem, ""));
+    let (key, blobs) = match kind {
+        "" => get::<OutputRecord>(bytes)?,
+        "base" => get::<BaseRecord>(bytes)?,
+        "image" => get::<ImageRecord>(bytes)?,
+        other => return Err(format!("unknown record kind `{other}`")),
+    };
+    if key.to_hex() != hex {
+        return Err("it names another hash".into());
+    }
+    Ok((key, blobs))
+}
+
 /// An open store. Holding it holds a shared lock on `store.lock`, so `forge gc` cannot
 /// delete anything underneath a running build.
 #[derive(Debug)]
@@ -278,40 +374,47 @@ impl Store {
         self.commit_blob_unchecked(tmp, expected)
     }
 
-    fn output_path(&self, recipe_hash: &Sha256Digest) -> PathBuf {
-        self.root
-            .join("outputs")
-            .join(format!("{}.json", recipe_hash.to_hex()))
+    fn record_path(&self, kind: &str, hash: &Sha256Digest) -> PathBuf {
+        self.root.join("outputs").join(record_file_name(kind, hash))
     }
 
     /// The recorded output of a recipe hash, if it was built and its layer is present.
     pub fn output(&self, recipe_hash: &Sha256Digest) -> Result<Option<OutputRecord>> {
-        let path = self.output_path(recipe_hash);
+        self.record(recipe_hash)
+    }
+
+    /// Records a recipe output. The layer blob must already be in the store.
+    pub fn commit_output(&self, record: &OutputRecord) -> Result<()> {
+        self.commit_record(record)
+    }
+
+    /// A record of kind `R` for `hash`, if present and every blob it names is in the store.
+    pub fn record<R: Record>(&self, hash: &Sha256Digest) -> Result<Option<R>> {
+        let path = self.record_path(R::KIND, hash);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).at(&path),
         };
-        let record: OutputRecord =
-            serde_json::from_slice(&bytes).map_err(|e| StoreError::BadOutput {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        if &record.recipe_hash != recipe_hash {
+        let record: R = serde_json::from_slice(&bytes).map_err(|e| StoreError::BadOutput {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if &record.key() != hash {
             return Err(StoreError::BadOutput {
                 path,
-                reason: "it names another recipe hash".into(),
+                reason: "it names another hash".into(),
             });
         }
-        if !self.has_blob(&record.layer_sha256) {
+        if !record.blobs().iter().all(|b| self.has_blob(b)) {
             return Ok(None);
         }
         Ok(Some(record))
     }
 
-    /// Records an output. The layer blob must already be in the store.
-    pub fn commit_output(&self, record: &OutputRecord) -> Result<()> {
-        let path = self.output_path(&record.recipe_hash);
+    /// Writes a record (atomically). The blobs it names must already be in the store.
+    pub fn commit_record<R: Record>(&self, record: &R) -> Result<()> {
+        let path = self.record_path(R::KIND, &record.key());
         let mut bytes = serde_json::to_vec_pretty(record).map_err(|e| StoreError::BadOutput {
             path: path.clone(),
             reason: e.to_string(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use forge_schema::Sha256Digest;
 
-use crate::{IoContext, OutputRecord, Result, Store, fsutil};
+use crate::{IoContext, Result, Store, fsutil};
 
 /// One damaged entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +18,7 @@ pub enum Problem {
     StrayFile { path: PathBuf },
     /// An output record that cannot be parsed or names another hash.
     BadOutput { path: PathBuf, reason: String },
-    /// An output whose layer blob is missing or corrupt.
+    /// An output record whose blob (layer, image, base) is missing or corrupt.
     OutputWithoutLayer { path: PathBuf, layer: Sha256Digest },
 }
 
@@ -53,7 +53,7 @@ impl std::fmt::Display for Problem {
             }
             Problem::OutputWithoutLayer { path, layer } => write!(
                 f,
-                "output record `{}` points to layer {layer}, which is missing or corrupt",
+                "output record `{}` points to blob {layer}, which is missing or corrupt",
                 path.display()
             ),
         }
@@ -143,24 +143,23 @@ impl Store {
         outputs.sort();
         for path in outputs {
             report.outputs_checked += 1;
-            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
-            let parsed = fs::read(&path).map_err(|e| e.to_string()).and_then(|b| {
-                serde_json::from_slice::<OutputRecord>(&b).map_err(|e| e.to_string())
-            });
+            let name = path
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let parsed = fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| crate::parse_record_file(&name, &b));
             match parsed {
                 Err(reason) => report.problems.push(Problem::BadOutput { path, reason }),
-                Ok(rec) if Some(rec.recipe_hash.to_hex()) != name => {
-                    report.problems.push(Problem::BadOutput {
-                        path,
-                        reason: "it names another recipe hash".into(),
-                    })
-                }
-                Ok(rec) => {
-                    let layer = self.blob_path(&rec.layer_sha256);
-                    if !layer.is_file() || bad_blobs.contains(&layer) {
+                Ok((_, blobs)) => {
+                    if let Some(missing) = blobs.into_iter().find(|b| {
+                        let p = self.blob_path(b);
+                        !p.is_file() || bad_blobs.contains(&p)
+                    }) {
                         report.problems.push(Problem::OutputWithoutLayer {
                             path,
-                            layer: rec.layer_sha256,
+                            layer: missing,
                         });
                     }
                 }
