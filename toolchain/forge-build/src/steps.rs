@@ -61,6 +61,13 @@ struct Context<'a> {
     template_ctx: minijinja::Value,
 }
 
+fn step_path(data: &FileData) -> PathBuf {
+    match data {
+        FileData::Host { path, .. } | FileData::Slice { path, .. } => path.clone(),
+        FileData::Inline(_) => PathBuf::from("(inline content)"),
+    }
+}
+
 fn location(r: &ResolvedRecipe, step: &Step) -> String {
     let (line, col) = r.recipe.file.line_col(step.span.start);
     format!("{}:{line}:{col}", r.recipe.file.name)
@@ -205,12 +212,10 @@ impl Context<'_> {
     /// Text of a `content`/`from` pair (templates, units).
     fn text(&mut self, step: &Step, content: &Content) -> Result<String, BuildError> {
         let (data, _) = self.content(step, content)?;
-        let bytes = match data {
-            FileData::Inline(b) => b.to_vec(),
-            FileData::Host { path, .. } => {
-                fs::read(&path).map_err(|source| BuildError::Io { path, source })?
-            }
-        };
+        let bytes = data.read().map_err(|source| BuildError::Io {
+            path: step_path(&data),
+            source,
+        })?;
         String::from_utf8(bytes)
             .map_err(|_| step_error(self.resolved, step, "the text is not UTF-8"))
     }

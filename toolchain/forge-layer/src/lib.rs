@@ -42,18 +42,40 @@ pub enum FileData {
         path: PathBuf,
         size: u64,
     },
+    /// `size` bytes at `offset` of a host file (an entry of another archive).
+    Slice {
+        path: PathBuf,
+        offset: u64,
+        size: u64,
+    },
 }
 
 impl FileData {
     pub fn len(&self) -> u64 {
         match self {
             FileData::Inline(b) => b.len() as u64,
-            FileData::Host { size, .. } => *size,
+            FileData::Host { size, .. } | FileData::Slice { size, .. } => *size,
         }
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// All the bytes.
+    pub fn read(&self) -> io::Result<Vec<u8>> {
+        use std::io::Seek;
+        match self {
+            FileData::Inline(b) => Ok(b.to_vec()),
+            FileData::Host { path, .. } => std::fs::read(path),
+            FileData::Slice { path, offset, size } => {
+                let mut f = File::open(path)?;
+                f.seek(io::SeekFrom::Start(*offset))?;
+                let mut out = Vec::new();
+                f.take(*size).read_to_end(&mut out)?;
+                Ok(out)
+            }
+        }
     }
 }
 
@@ -335,102 +357,115 @@ impl LayerTree {
         source_date_epoch: u64,
         workers: u32,
     ) -> Result<PackResult, LayerError> {
-        use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-        let workers = workers.max(1) as usize;
-        std::thread::scope(|scope| {
-            let (hash_tx, hash_rx) = sync_channel::<Arc<Vec<u8>>>(workers * 2);
-            let (job_tx, job_rx) = sync_channel::<(u64, Arc<Vec<u8>>)>(workers * 2);
-            let (done_tx, done_rx) = sync_channel::<(u64, Vec<u8>)>(workers * 2);
-            let job_rx = Arc::new(std::sync::Mutex::new(job_rx));
-
-            let hasher = scope.spawn(move || {
-                let mut content = Hasher::new();
-                for piece in hash_rx {
-                    content.update(&piece);
-                }
-                content
-            });
-
-            let mut compressors = Vec::new();
-            for _ in 0..workers {
-                let job_rx = job_rx.clone();
-                let done_tx: SyncSender<(u64, Vec<u8>)> = done_tx.clone();
-                compressors.push(scope.spawn(move || -> io::Result<()> {
-                    let mut zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL)?;
-                    zstd.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
-                    loop {
-                        let job = match job_rx.lock() {
-                            Ok(rx) => rx.recv(),
-                            Err(_) => return Ok(()),
-                        };
-                        let Ok((index, piece)) = job else {
-                            return Ok(());
-                        };
-                        let frame = zstd.compress(&piece)?;
-                        if done_tx.send((index, frame)).is_err() {
-                            return Ok(());
-                        }
-                    }
-                }));
-            }
-            drop(done_tx);
-
-            let writer = scope.spawn(move || -> io::Result<(W, Sha256Digest, u64)> {
-                let done_rx: Receiver<(u64, Vec<u8>)> = done_rx;
-                let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
-                let mut pending = BTreeMap::new();
-                let mut next = 0u64;
-                for (index, frame) in done_rx {
-                    pending.insert(index, frame);
-                    while let Some(frame) = pending.remove(&next) {
-                        out.write_all(&frame)?;
-                        next += 1;
-                    }
-                }
-                if !pending.is_empty() {
-                    return Err(io::Error::other("a compressed frame went missing"));
-                }
-                let (buffered, sha, len) = out.finish();
-                let inner = buffered.into_inner().map_err(|e| e.into_error())?;
-                Ok((inner, sha, len))
-            });
-
-            let produced = {
-                let mut pieces = ChunkWriter {
-                    buf: Vec::with_capacity(FRAME_SIZE),
-                    next: 0,
-                    hash_tx,
-                    job_tx,
-                };
-                self.write_entries(&mut pieces, source_date_epoch)
-                    .and_then(|n| pieces.finish().map(|()| n).map_err(LayerError::Write))
-            };
-            let panicked = |what: &str| {
-                LayerError::Write(io::Error::other(format!("the {what} thread panicked")))
-            };
-            // Report the cause of a failure, not the closed channels it left behind.
-            for c in compressors {
-                c.join()
-                    .map_err(|_| panicked("compression"))?
-                    .map_err(LayerError::Write)?;
-            }
-            let (mut inner, layer_sha256, layer_size) = writer
-                .join()
-                .map_err(|_| panicked("writer"))?
-                .map_err(LayerError::Write)?;
-            inner.flush().map_err(LayerError::Write)?;
-            let entries = produced?;
-            let content = hasher.join().map_err(|_| panicked("hashing"))?;
-            let content_size = content.len();
-            Ok(PackResult {
-                layer_sha256,
-                content_sha256: content.finish(),
-                layer_size,
-                content_size,
-                entries,
-            })
-        })
+        pack_stream(
+            |sink| self.write_entries(sink, source_date_epoch),
+            out,
+            workers,
+        )
     }
+}
+
+/// The packing pipeline of [`LayerTree::pack`], fed by `produce` (which writes a tar stream
+/// into the sink and returns how many entries it wrote).
+fn pack_stream<W: Write + Send>(
+    produce: impl FnOnce(&mut ChunkWriter) -> Result<u64, LayerError>,
+    out: W,
+    workers: u32,
+) -> Result<PackResult, LayerError> {
+    use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+    let workers = workers.max(1) as usize;
+    std::thread::scope(|scope| {
+        let (hash_tx, hash_rx) = sync_channel::<Arc<Vec<u8>>>(workers * 2);
+        let (job_tx, job_rx) = sync_channel::<(u64, Arc<Vec<u8>>)>(workers * 2);
+        let (done_tx, done_rx) = sync_channel::<(u64, Vec<u8>)>(workers * 2);
+        let job_rx = Arc::new(std::sync::Mutex::new(job_rx));
+
+        let hasher = scope.spawn(move || {
+            let mut content = Hasher::new();
+            for piece in hash_rx {
+                content.update(&piece);
+            }
+            content
+        });
+
+        let mut compressors = Vec::new();
+        for _ in 0..workers {
+            let job_rx = job_rx.clone();
+            let done_tx: SyncSender<(u64, Vec<u8>)> = done_tx.clone();
+            compressors.push(scope.spawn(move || -> io::Result<()> {
+                let mut zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL)?;
+                zstd.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+                loop {
+                    let job = match job_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return Ok(()),
+                    };
+                    let Ok((index, piece)) = job else {
+                        return Ok(());
+                    };
+                    let frame = zstd.compress(&piece)?;
+                    if done_tx.send((index, frame)).is_err() {
+                        return Ok(());
+                    }
+                }
+            }));
+        }
+        drop(done_tx);
+
+        let writer = scope.spawn(move || -> io::Result<(W, Sha256Digest, u64)> {
+            let done_rx: Receiver<(u64, Vec<u8>)> = done_rx;
+            let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
+            let mut pending = BTreeMap::new();
+            let mut next = 0u64;
+            for (index, frame) in done_rx {
+                pending.insert(index, frame);
+                while let Some(frame) = pending.remove(&next) {
+                    out.write_all(&frame)?;
+                    next += 1;
+                }
+            }
+            if !pending.is_empty() {
+                return Err(io::Error::other("a compressed frame went missing"));
+            }
+            let (buffered, sha, len) = out.finish();
+            let inner = buffered.into_inner().map_err(|e| e.into_error())?;
+            Ok((inner, sha, len))
+        });
+
+        let produced = {
+            let mut pieces = ChunkWriter {
+                buf: Vec::with_capacity(FRAME_SIZE),
+                next: 0,
+                hash_tx,
+                job_tx,
+            };
+            produce(&mut pieces)
+                .and_then(|n| pieces.finish().map(|()| n).map_err(LayerError::Write))
+        };
+        let panicked =
+            |what: &str| LayerError::Write(io::Error::other(format!("the {what} thread panicked")));
+        // Report the cause of a failure, not the closed channels it left behind.
+        for c in compressors {
+            c.join()
+                .map_err(|_| panicked("compression"))?
+                .map_err(LayerError::Write)?;
+        }
+        let (mut inner, layer_sha256, layer_size) = writer
+            .join()
+            .map_err(|_| panicked("writer"))?
+            .map_err(LayerError::Write)?;
+        inner.flush().map_err(LayerError::Write)?;
+        let entries = produced?;
+        let content = hasher.join().map_err(|_| panicked("hashing"))?;
+        let content_size = content.len();
+        Ok(PackResult {
+            layer_sha256,
+            content_sha256: content.finish(),
+            layer_size,
+            content_size,
+            entries,
+        })
+    })
 }
 
 /// Size of the uncompressed piece of tar stream in each zstd frame of a layer. Part of the
@@ -482,6 +517,77 @@ impl Write for ChunkWriter {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Writes a tar stream entry by entry, with forge's deterministic headers, for callers
+/// that assemble archives from several sources (the image stage's root file system).
+pub struct TarWriter<W: Write> {
+    out: HashingWriter<W>,
+    buf: Vec<u8>,
+    mtime: u64,
+}
+
+impl<W: Write> TarWriter<W> {
+    pub fn new(out: W, mtime: u64) -> Self {
+        Self {
+            out: HashingWriter::new(out),
+            buf: vec![0u8; 1 << 20],
+            mtime,
+        }
+    }
+
+    /// Adds an entry named `path` (as written in the archive, e.g. `./etc/hostname`).
+    pub fn add(&mut self, path: &str, node: &Node) -> Result<(), LayerError> {
+        write_entry(&mut self.out, path, node, self.mtime, &mut self.buf)
+    }
+
+    /// Copies bytes that are already a complete tar record (headers, data, padding).
+    pub fn raw(&mut self, mut reader: impl Read, len: u64) -> Result<(), LayerError> {
+        let n = io::copy(&mut (&mut reader).take(len), &mut self.out).map_err(LayerError::Write)?;
+        if n != len {
+            return Err(LayerError::Write(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "a tar record ended early",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Ends the archive; returns the writer, the SHA-256 and the size of the tar.
+    pub fn finish(mut self) -> Result<(W, Sha256Digest, u64), LayerError> {
+        self.out
+            .write_all(&[0u8; 1024])
+            .map_err(LayerError::Write)?;
+        let (mut w, sha, size) = self.out.finish();
+        w.flush().map_err(LayerError::Write)?;
+        Ok((w, sha, size))
+    }
+}
+
+/// Compresses any stream into forge's layer format (see [`LayerTree::pack`]): used for
+/// stored root file systems. `entries` in the result is 0.
+pub fn compress<W: Write + Send>(
+    mut input: impl Read,
+    out: W,
+    workers: u32,
+) -> Result<PackResult, LayerError> {
+    pack_stream(
+        |sink| {
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = input.read(&mut buf).map_err(|source| LayerError::Read {
+                    path: PathBuf::from("(input stream)"),
+                    source,
+                })?;
+                if n == 0 {
+                    return Ok(0);
+                }
+                sink.write_all(&buf[..n]).map_err(LayerError::Write)?;
+            }
+        },
+        out,
+        workers,
+    )
 }
 
 /// A writer that hashes and counts what passes through.
@@ -670,41 +776,55 @@ fn write_entry(
     if let Kind::File(data) = &node.kind {
         match data {
             FileData::Inline(bytes) => write_padded(w, bytes)?,
-            FileData::Host { path, size } => {
-                let mut f = File::open(path).map_err(|source| LayerError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                let mut left = *size;
-                while left > 0 {
-                    let max = usize::try_from(left).unwrap_or(usize::MAX);
-                    let n = match w.fill_from(&mut f, max, buf) {
-                        Ok(n) => n,
-                        Err(Fill::Read(source)) => {
-                            return Err(LayerError::Read {
-                                path: path.clone(),
-                                source,
-                            });
-                        }
-                        Err(Fill::Write(e)) => return Err(LayerError::Write(e)),
-                    };
-                    if n == 0 {
-                        return Err(LayerError::Changed { path: path.clone() });
-                    }
-                    left -= n as u64;
-                }
-                if f.read(&mut buf[..1]).map_err(|source| LayerError::Read {
-                    path: path.clone(),
-                    source,
-                })? != 0
-                {
-                    return Err(LayerError::Changed { path: path.clone() });
-                }
-                pad(w, *size)?;
+            FileData::Host { path, size } => copy_file_data(w, path, 0, *size, true, buf)?,
+            FileData::Slice { path, offset, size } => {
+                copy_file_data(w, path, *offset, *size, false, buf)?;
             }
         }
     }
     Ok(())
+}
+
+/// Copies `size` bytes at `offset` of `path` into the stream, padded to a block. With
+/// `whole`, the file must end right there (it did not change since it was listed).
+fn copy_file_data(
+    w: &mut impl TarSink,
+    path: &Path,
+    offset: u64,
+    size: u64,
+    whole: bool,
+    buf: &mut [u8],
+) -> Result<(), LayerError> {
+    use std::io::Seek;
+    let read_err = |source| LayerError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = File::open(path).map_err(read_err)?;
+    if offset > 0 {
+        f.seek(io::SeekFrom::Start(offset)).map_err(read_err)?;
+    }
+    let mut left = size;
+    while left > 0 {
+        let max = usize::try_from(left).unwrap_or(usize::MAX);
+        let n = match w.fill_from(&mut f, max, buf) {
+            Ok(n) => n,
+            Err(Fill::Read(source)) => return Err(read_err(source)),
+            Err(Fill::Write(e)) => return Err(LayerError::Write(e)),
+        };
+        if n == 0 {
+            return Err(LayerError::Changed {
+                path: path.to_path_buf(),
+            });
+        }
+        left -= n as u64;
+    }
+    if whole && f.read(&mut buf[..1]).map_err(read_err)? != 0 {
+        return Err(LayerError::Changed {
+            path: path.to_path_buf(),
+        });
+    }
+    pad(w, size)
 }
 
 fn pad(w: &mut impl Write, len: u64) -> Result<(), LayerError> {

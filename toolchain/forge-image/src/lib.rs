@@ -1,0 +1,2 @@
+//! forge's image stage.
+pub mod gpt;
