@@ -42,7 +42,12 @@ fn run_version(program: &str, args: &[&str]) -> Result<String, String> {
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     first_version(first)
         .or_else(|| first_version(&text))
-        .ok_or_else(|| format!("cannot read the version of `{program}` from `{}`", first.trim()))
+        .ok_or_else(|| {
+            format!(
+                "cannot read the version of `{program}` from `{}`",
+                first.trim()
+            )
+        })
 }
 
 fn package_version(package: &str) -> Result<String, String> {
@@ -98,7 +103,10 @@ impl Tools {
             need("qemu-img", run_version("qemu-img", &["--version"]));
         }
         if !missing.is_empty() {
-            return Err(ImageError::Tools(format!("{}\n{INSTALL}", missing.join("\n"))));
+            return Err(ImageError::Tools(format!(
+                "{}\n{INSTALL}",
+                missing.join("\n")
+            )));
         }
         if let Some(v) = versions.get("mke2fs")
             && !at_least(v, &[1, 47, 1])
@@ -127,13 +135,22 @@ mod tests {
 
     #[test]
     fn versions_from_tool_output() {
-        assert_eq!(first_version("mke2fs 1.47.2 (1-Jan-2025)").as_deref(), Some("1.47.2"));
-        assert_eq!(first_version("mkfs.fat 4.2 (2021-01-31)").as_deref(), Some("4.2"));
+        assert_eq!(
+            first_version("mke2fs 1.47.2 (1-Jan-2025)").as_deref(),
+            Some("1.47.2")
+        );
+        assert_eq!(
+            first_version("mkfs.fat 4.2 (2021-01-31)").as_deref(),
+            Some("4.2")
+        );
         assert_eq!(
             first_version("qemu-img version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)").as_deref(),
             Some("7.2.22")
         );
-        assert_eq!(first_version("mcopy (GNU mtools) 4.0.33").as_deref(), Some("4.0.33"));
+        assert_eq!(
+            first_version("mcopy (GNU mtools) 4.0.33").as_deref(),
+            Some("4.0.33")
+        );
         assert_eq!(first_version("mmdebstrap 1.3.5").as_deref(), Some("1.3.5"));
         assert!(at_least("1.47.2", &[1, 47, 1]));
         assert!(!at_least("1.47.0", &[1, 47, 1]));
