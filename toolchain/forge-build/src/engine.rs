@@ -26,6 +26,10 @@ pub trait Observer: Send + Sync {
     fn finished(&self, name: &str, cached: bool, seconds: f64);
     /// Something the user should know while waiting (locks held by other processes).
     fn note(&self, message: &str);
+    /// A phase of a longer build starts (`image`, `base`, ...).
+    fn phase_started(&self, _subject: &str, _phase: &str) {}
+    /// A phase is done, after `seconds`, with a short summary (sizes).
+    fn phase_finished(&self, _subject: &str, _phase: &str, _seconds: f64, _detail: &str) {}
 }
 
 /// An observer that ignores everything.

@@ -30,6 +30,12 @@ pub fn desired(
         },
         _ => plan.empty_lockfile(),
     };
+    // Images, their packages and the tools are the image stage's to change; keep them.
+    if let Some(old) = old {
+        new.images = old.images.clone();
+        new.debs = old.debs.clone();
+        new.tools = old.tools.clone();
+    }
     // Recipes that no longer exist leave the lockfile in any case.
     new.recipes
         .retain(|name, _| plan.recipes.contains_key(name));

@@ -210,6 +210,73 @@ impl Fetcher {
         })
     }
 
+    /// Downloads a small document that has no pinned hash (an archive's signed index),
+    /// with the same retries as sources. The caller must verify it (e.g. its signature).
+    pub async fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
+        if self.options.offline {
+            return Err(FetchError::Failed {
+                name: url.to_string(),
+                sha256: Sha256Digest::from_bytes([0; 32]),
+                failures: vec![UrlFailure {
+                    url: url.to_string(),
+                    reason: "--offline forbids the network".into(),
+                    actual: None,
+                }],
+            });
+        }
+        let mut attempt = 0;
+        loop {
+            let result = self.client.get(url).send().await;
+            let reason = match result {
+                Ok(r) if r.status().is_success() => match r.bytes().await {
+                    Ok(b) => return Ok(b.to_vec()),
+                    Err(e) => describe(&e),
+                },
+                Ok(r)
+                    if r.status().is_server_error()
+                        || r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    format!("HTTP {}", r.status())
+                }
+                Ok(r) => {
+                    return Err(FetchError::Failed {
+                        name: url.to_string(),
+                        sha256: Sha256Digest::from_bytes([0; 32]),
+                        failures: vec![UrlFailure {
+                            url: url.to_string(),
+                            reason: format!("HTTP {}", r.status()),
+                            actual: None,
+                        }],
+                    });
+                }
+                Err(e) => describe(&e),
+            };
+            if attempt >= self.options.retries {
+                return Err(FetchError::Failed {
+                    name: url.to_string(),
+                    sha256: Sha256Digest::from_bytes([0; 32]),
+                    failures: vec![UrlFailure {
+                        url: url.to_string(),
+                        reason: format!("{reason} (gave up after {} attempts)", attempt + 1),
+                        actual: None,
+                    }],
+                });
+            }
+            let wait = self
+                .options
+                .backoff
+                .saturating_mul(1 << attempt.min(16))
+                .min(Duration::from_secs(30));
+            attempt += 1;
+            tracing::warn!(
+                "{url}: {reason}; retry {attempt}/{} in {:.1}s",
+                self.options.retries,
+                wait.as_secs_f64()
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     /// Fetches every request (duplicates by sha256 once), `parallel` at a time. Results are
     /// in request order. Offline, every missing source is reported together.
     pub async fn fetch_all(

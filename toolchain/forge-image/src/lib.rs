@@ -2,9 +2,17 @@
 //! top, and a bit-identical bootable disk (GPT, FAT ESP booting BIOS and UEFI, ext4 root),
 //! converted to qcow2. Also `forge vm`, which boots one under QEMU.
 
+pub mod base;
+pub mod build;
+pub mod check;
 pub mod compose;
+pub mod disk;
 pub mod gpt;
+pub mod plan;
+pub mod run;
+pub mod settings;
 pub mod tools;
+pub mod vm;
 
 use std::path::PathBuf;
 
@@ -21,4 +29,16 @@ pub enum ImageError {
     Tools(String),
     #[error("root file system: {0}")]
     Compose(String),
+    #[error("{0}")]
+    Tool(String),
+    #[error(transparent)]
+    Debian(#[from] forge_debian::DebianError),
+    #[error(transparent)]
+    Fetch(#[from] forge_fetch::FetchError),
+    #[error(transparent)]
+    Store(#[from] forge_store::StoreError),
+    #[error("{0}")]
+    Build(#[from] forge_build::BuildError),
+    #[error("{0}")]
+    Timeout(String),
 }

@@ -27,9 +27,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<
     let prefix = format!(".{name}.");
     let mut builder = tempfile::Builder::new();
     builder.prefix(&prefix).suffix(".tmp");
-    if let Some(m) = mode {
+    // Without an explicit mode, a new file gets what any other new file gets: 0666
+    // minus the umask (tempfile alone would make it 0600).
+    {
         use std::os::unix::fs::PermissionsExt;
-        builder.permissions(fs::Permissions::from_mode(m));
+        builder.permissions(fs::Permissions::from_mode(mode.unwrap_or(0o666)));
     }
     let mut tmp = builder.tempfile_in(dir)?;
     tmp.write_all(bytes)?;

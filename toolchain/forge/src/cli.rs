@@ -65,8 +65,62 @@ pub enum Command {
     Store(StoreCommand),
     /// Delete what no registered lockfile references.
     Gc(GcArgs),
+    /// Boot a built image under QEMU, serial console on stdout.
+    Vm(VmArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BootArg {
+    Bios,
+    Uefi,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccelArg {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Debug, Args)]
+pub struct VmArgs {
+    /// A built image of the project (`NAME` or `image:NAME`) or a disk file (`.qcow2`, `.raw`).
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+
+    /// cloud-init user-data, given to the machine as a NoCloud seed.
+    #[arg(long, value_name = "FILE")]
+    pub user_data: Option<PathBuf>,
+
+    /// Forward 127.0.0.1:HOSTPORT to the guest's GUESTPORT (repeatable).
+    #[arg(long = "forward", value_name = "HOSTPORT:GUESTPORT")]
+    pub forwards: Vec<String>,
+
+    /// Exit 0 as soon as a console line matches REGEX (for tests and smoke checks).
+    #[arg(long, value_name = "REGEX")]
+    pub expect: Option<String>,
+
+    /// Give up (exit 1) after this many seconds [default with --expect: 300].
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+
+    /// Firmware: legacy BIOS (SeaBIOS) or UEFI (OVMF) [default: the image's first boot mode].
+    #[arg(long, value_enum)]
+    pub boot: Option<BootArg>,
+
+    /// Acceleration [env: FORGE_VM_ACCEL] [default: auto = KVM when usable, else TCG].
+    #[arg(long, value_enum)]
+    pub accel: Option<AccelArg>,
+
+    /// Memory in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub memory: u32,
+
+    /// Virtual CPUs.
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
 }
 
 /// Options shared by commands that fetch.
@@ -84,13 +138,29 @@ pub struct FetchOpts {
     /// Recipes built (and downloads run) at once [env: FORGE_JOBS] [default: CPUs].
     #[arg(short, long, value_name = "N")]
     pub jobs: Option<usize>,
+
+    /// Debian archive root URL for image package sets [env: FORGE_DEBIAN_MIRROR]
+    /// [default: the mirror of this host's apt sources].
+    #[arg(long, value_name = "URL")]
+    pub debian_mirror: Option<String>,
+
+    /// Keyring the archive's signed index must verify against [env: FORGE_DEBIAN_KEYRING]
+    /// [default: /usr/share/keyrings/debian-archive-keyring.gpg].
+    #[arg(long, value_name = "FILE")]
+    pub debian_keyring: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// What to build: `NAME` or `recipe:NAME`; nothing means everything.
+    /// What to build: `NAME`, `recipe:NAME`, `image:NAME`, or `images` for every image;
+    /// nothing means everything.
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
+
+    /// Copy built disk images here: a file for one image, a directory (holding
+    /// `NAME.qcow2`) for several.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
 
     /// Fail instead of changing lockfile.toml (for CI).
     #[arg(long)]
@@ -110,7 +180,8 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct LockArgs {
-    /// Re-resolve only these recipes (and what depends on them); keep the other entries.
+    /// Re-resolve only these recipes or images (and what depends on them); keep the other
+    /// entries.
     #[arg(long, value_name = "NAME")]
     pub update: Vec<String>,
 

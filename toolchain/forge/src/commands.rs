@@ -2,6 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use forge_schema::image::Image;
+use forge_schema::lockfile::Lockfile;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -154,7 +157,11 @@ impl Transfer for CliTransfer {
 
 impl Progress for CliProgress {
     fn start(&self, name: &str, total: Option<u64>) -> Box<dyn Transfer> {
-        self.printer.status("Fetching", name);
+        // One line per download only with -v: an image fetches hundreds of packages, and
+        // the bars (on a terminal) already show them.
+        if self.printer.verbosity() == crate::printer::Verbosity::Verbose {
+            self.printer.status("Fetching", name);
+        }
         Box::new(CliTransfer {
             bar: self.printer.transfer_bar(name, total),
             total: self.printer.total_bar(),
@@ -170,8 +177,18 @@ impl Observer for CliObserver {
         })
     }
     fn started(&self, name: &str, version: &str) {
-        self.printer
-            .status("Building", &format!("{name} v{version}"));
+        if version.is_empty() {
+            self.printer.status("Building", name);
+        } else {
+            self.printer
+                .status("Building", &format!("{name} v{version}"));
+        }
+    }
+    fn phase_finished(&self, subject: &str, phase: &str, seconds: f64, detail: &str) {
+        self.printer.status(
+            "Done",
+            &format!("{subject} {phase:<10} {seconds:>6.1}s  {detail}"),
+        );
     }
     fn finished(&self, _: &str, _: bool, _: f64) {}
     fn note(&self, message: &str) {
@@ -186,14 +203,59 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn targets(plan: &Plan, specs: &[String]) -> Result<Vec<String>> {
+/// What a command line selected: recipes and images.
+#[derive(Debug, Default)]
+struct Selection {
+    recipes: Vec<String>,
+    images: Vec<String>,
+}
+
+/// `NAME`, `recipe:NAME`, `image:NAME`, `images`; nothing selects everything.
+fn select(plan: &Plan, project: &Project, specs: &[String]) -> Result<Selection> {
     if specs.is_empty() {
-        return Ok(plan.order.clone());
+        return Ok(Selection {
+            recipes: plan.order.clone(),
+            images: project.images.keys().cloned().collect(),
+        });
     }
-    specs
-        .iter()
-        .map(|s| plan.target(s).map_err(anyhow::Error::from))
-        .collect()
+    let mut sel = Selection::default();
+    for spec in specs {
+        let image = |name: &str, sel: &mut Selection| -> Result<()> {
+            if !project.images.contains_key(name) {
+                let hint = forge_schema::diag::did_you_mean(
+                    name,
+                    project.images.keys().map(String::as_str),
+                )
+                .map(|b| format!("; did you mean `image:{b}`?"))
+                .unwrap_or_default();
+                bail!("no image named `{name}` in images/{hint}");
+            }
+            if !sel.images.iter().any(|i| i == name) {
+                sel.images.push(name.to_string());
+            }
+            Ok(())
+        };
+        match spec.split_once(':') {
+            _ if spec == "images" => {
+                for name in project.images.keys() {
+                    image(name, &mut sel)?;
+                }
+            }
+            Some(("image", name)) => image(name, &mut sel)?,
+            None if !plan.recipes.contains_key(spec.as_str())
+                && project.images.contains_key(spec.as_str()) =>
+            {
+                image(spec, &mut sel)?;
+            }
+            _ => {
+                let name = plan.target(spec)?;
+                if !sel.recipes.contains(&name) {
+                    sel.recipes.push(name);
+                }
+            }
+        }
+    }
+    Ok(sel)
 }
 
 fn outcome_json(plan: &Plan, o: &engine::Outcome) -> serde_json::Value {
@@ -211,28 +273,161 @@ fn outcome_json(plan: &Plan, o: &engine::Outcome) -> serde_json::Value {
     })
 }
 
-/// Builds targets with progress on the terminal; returns the outcomes and the records by
-/// recipe name (what the lockfile needs).
-fn build_targets(
+fn image_json(o: &forge_image::build::ImageOutcome, copied: Option<&Path>) -> serde_json::Value {
+    json!({
+        "kind": "image",
+        "name": o.name,
+        "hash": o.hash.to_hex(),
+        "format": o.record.format,
+        "sha256": o.record.output_sha256.to_hex(),
+        "size": o.record.output_size,
+        "output": copied.map_or_else(|| o.path.clone(), Path::to_path_buf),
+        "store_path": o.path,
+        "cached": o.cached,
+        "seconds": o.seconds,
+        "phases": o.phases.iter().map(|p| json!({"phase": p.name, "seconds": p.seconds, "detail": p.detail})).collect::<Vec<_>>(),
+    })
+}
+
+/// Image stage options from flags and environment.
+fn image_options(
+    opts: &FetchOpts,
+    build: BuildSettings,
+    resolve: forge_image::run::Resolve,
+    project: &Project,
+) -> forge_image::run::ImageOptions {
+    let mirror = opts
+        .debian_mirror
+        .clone()
+        .or_else(|| env::var(env::FORGE_DEBIAN_MIRROR))
+        .or_else(|| {
+            let suite = project
+                .images
+                .values()
+                .next()
+                .map_or("bookworm", |i| i.base.suite.as_str());
+            forge_debian::mirror::mirror_for(
+                &forge_debian::mirror::host_sources(Path::new("/etc/apt")),
+                suite,
+            )
+        });
+    let keyring = opts
+        .debian_keyring
+        .clone()
+        .or_else(|| env::var(env::FORGE_DEBIAN_KEYRING).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(forge_image::base::DEBIAN_KEYRING));
+    forge_image::run::ImageOptions {
+        build,
+        mirror,
+        keyring,
+        resolve,
+    }
+}
+
+/// Everything a build or lock made.
+struct Built {
+    recipes: Vec<engine::Outcome>,
+    images: Option<forge_image::run::ImagesResult>,
+}
+
+impl Built {
+    fn records(&self) -> BTreeMap<String, forge_store::OutputRecord> {
+        self.recipes
+            .iter()
+            .chain(self.images.iter().flat_map(|i| i.recipe_outcomes.iter()))
+            .map(|o| (o.name.clone(), o.record.clone()))
+            .collect()
+    }
+
+    /// The lockfile these outputs call for.
+    fn lockfile(
+        &self,
+        plan: &Plan,
+        project: &Project,
+        current: Option<&Lockfile>,
+        only: Option<&[String]>,
+    ) -> Lockfile {
+        let mut new = lock::desired(plan, current, &self.records(), only);
+        let existing: Vec<String> = project.images.keys().cloned().collect();
+        self.images
+            .clone()
+            .unwrap_or_default()
+            .apply(&mut new, &existing);
+        new
+    }
+}
+
+/// Builds recipes and images with progress on the terminal.
+fn run_builds(
     g: &Globals,
     rt: &tokio::runtime::Runtime,
     plan: &Arc<Plan>,
+    project: &Project,
     store: &Arc<Store>,
-    targets: &[String],
+    sel: &Selection,
+    opts: &FetchOpts,
     settings: &BuildSettings,
-) -> Result<(
-    Vec<engine::Outcome>,
-    BTreeMap<String, forge_store::OutputRecord>,
-)> {
+    resolve: forge_image::run::Resolve,
+) -> Result<Built> {
     let observer = g.observer();
-    let outcomes = rt.block_on(engine::build(plan, store, targets, settings, observer));
+    let recipes = rt.block_on(engine::build(
+        plan,
+        store,
+        &sel.recipes,
+        settings,
+        observer.clone(),
+    ));
+    let recipes = match recipes {
+        Ok(r) => r,
+        Err(e) => {
+            g.printer.clear();
+            return Err(e.into());
+        }
+    };
+    let images = if sel.images.is_empty() {
+        None
+    } else {
+        let list: Vec<&Image> = sel.images.iter().map(|n| &project.images[n]).collect();
+        let empty = plan.empty_lockfile();
+        let lock = project.lockfile.as_ref().unwrap_or(&empty);
+        let options = image_options(opts, settings.clone(), resolve, project);
+        let r = rt.block_on(forge_image::run::build_images(
+            plan, &list, lock, store, &options, observer,
+        ));
+        g.printer.clear();
+        Some(r?)
+    };
     g.printer.clear();
-    let outcomes = outcomes?;
-    let built = outcomes
-        .iter()
-        .map(|o| (o.name.clone(), o.record.clone()))
-        .collect();
-    Ok((outcomes, built))
+    Ok(Built { recipes, images })
+}
+
+/// Copies built images to `-o PATH`.
+fn copy_outputs(
+    output: &Path,
+    images: &[forge_image::build::ImageOutcome],
+) -> Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    let dir_mode = images.len() != 1 || output.is_dir();
+    if dir_mode {
+        std::fs::create_dir_all(output)
+            .with_context(|| format!("cannot create `{}`", output.display()))?;
+    }
+    for o in images {
+        let dest = if dir_mode {
+            output.join(format!("{}.{}", o.name, o.record.format))
+        } else {
+            output.to_path_buf()
+        };
+        let tmp = dest.with_extension("forge-tmp");
+        std::fs::copy(&o.path, &tmp)
+            .with_context(|| format!("cannot write `{}`", tmp.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+        std::fs::rename(&tmp, &dest)
+            .with_context(|| format!("cannot write `{}`", dest.display()))?;
+        out.insert(o.name.clone(), dest);
+    }
+    Ok(out)
 }
 
 pub fn build(g: &Globals, args: &BuildArgs) -> Result<()> {
@@ -241,28 +436,139 @@ pub fn build(g: &Globals, args: &BuildArgs) -> Result<()> {
     let offline = args.frozen;
     let project = g.project()?;
     let plan = Arc::new(Plan::resolve(&project, None)?);
-    let targets = targets(&plan, &args.targets)?;
+    let sel = select(&plan, &project, &args.targets)?;
     let old = project.lockfile.as_ref();
     let settings = settings(&args.fetch, offline);
-    let observer = g.observer();
 
     if locked {
-        // Before any work: the inputs must be exactly the locked ones.
-        lock::enforce(old, &lock::desired(&plan, old, &BTreeMap::new(), None))?;
+        // Before any work: the recipes' inputs must be exactly the locked ones.
+        let current = lock::desired(&plan, old, &BTreeMap::new(), None);
+        lock::enforce(old, &current)?;
     }
     let store = g.open_store(false)?;
     let rt = runtime()?;
 
     if args.check {
-        let lockfile = old.ok_or(BuildError::CheckUnlocked(
-            "lockfile.toml does not exist".into(),
-        ))?;
+        return check(
+            g,
+            &rt,
+            &plan,
+            &project,
+            &store,
+            &sel,
+            &args.fetch,
+            &settings,
+        );
+    }
+
+    let resolve = if locked {
+        forge_image::run::Resolve::Locked
+    } else {
+        forge_image::run::Resolve::Reuse
+    };
+    let built = run_builds(
+        g,
+        &rt,
+        &plan,
+        &project,
+        &store,
+        &sel,
+        &args.fetch,
+        &settings,
+        resolve,
+    )?;
+
+    let lock_path = project.lockfile_path();
+    let mut updated = false;
+    if locked {
+        lock::enforce(old, &built.lockfile(&plan, &project, old, None))?;
+        store.add_root(&lock_path)?;
+    } else {
+        updated = lock::write(&store, &lock_path, |current| {
+            built.lockfile(&plan, &project, current, None)
+        })?;
+        if updated {
+            g.printer.status("Updated", "lockfile.toml");
+        }
+    }
+    let images: &[forge_image::build::ImageOutcome] =
+        built.images.as_ref().map_or(&[], |i| &i.outcomes);
+    let copied = match &args.output {
+        Some(o) if !images.is_empty() => copy_outputs(o, images)?,
+        Some(_) => bail!("-o/--output needs an image to build; no image was selected"),
+        None => BTreeMap::new(),
+    };
+    for o in images {
+        let place = copied.get(&o.name).unwrap_or(&o.path);
+        g.printer.status(
+            if o.cached { "Fresh" } else { "Built" },
+            &format!(
+                "image {} ({}, {}) → {}",
+                o.name,
+                o.record.format,
+                bytes(o.record.output_size),
+                place.display()
+            ),
+        );
+    }
+    let fresh = built.recipes.iter().filter(|o| !o.cached).count();
+    g.printer.status(
+        "Finished",
+        &format!(
+            "{} recipe(s) ({fresh} built), {} image(s), in {:.2}s",
+            built.recipes.len(),
+            images.len(),
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    if g.printer.json() {
+        let mut targets: Vec<serde_json::Value> = built
+            .recipes
+            .iter()
+            .map(|o| outcome_json(&plan, o))
+            .collect();
+        targets.extend(
+            images
+                .iter()
+                .map(|o| image_json(o, copied.get(&o.name).map(PathBuf::as_path))),
+        );
+        g.printer.print_json(&json!({
+            "targets": targets,
+            "lockfile_updated": updated,
+        }));
+    }
+    Ok(())
+}
+
+/// `forge build --check`.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    g: &Globals,
+    rt: &tokio::runtime::Runtime,
+    plan: &Arc<Plan>,
+    project: &Project,
+    store: &Arc<Store>,
+    sel: &Selection,
+    opts: &FetchOpts,
+    settings: &BuildSettings,
+) -> Result<()> {
+    let lockfile = project.lockfile.as_ref().ok_or(BuildError::CheckUnlocked(
+        "lockfile.toml does not exist".into(),
+    ))?;
+    let observer = g.observer();
+    let mut bad = 0;
+    let mut report = Vec::new();
+    if !sel.recipes.is_empty() {
         let results = rt.block_on(check::check(
-            &plan, &store, lockfile, &targets, &settings, observer,
-        ))?;
+            plan,
+            store,
+            lockfile,
+            &sel.recipes,
+            settings,
+            observer.clone(),
+        ));
         g.printer.clear();
-        let mut bad = 0;
-        for r in &results {
+        for r in results? {
             if r.matches() {
                 g.printer.status(
                     "Checked",
@@ -279,61 +585,69 @@ pub fn build(g: &Globals, args: &BuildArgs) -> Result<()> {
                     r.name, r.locked, r.rebuilt
                 ));
             }
-        }
-        if g.printer.json() {
-            g.printer.print_json(&json!({
-                "check": results.iter().map(|r| json!({
-                    "kind": "recipe",
-                    "name": r.name,
-                    "locked": r.locked.to_hex(),
-                    "rebuilt": r.rebuilt.to_hex(),
-                    "matches": r.matches(),
-                    "difference": r.difference.as_ref().map(|d| json!({
-                        "path": format!("/{}", d.path.trim_end_matches('/')),
-                        "attribute": d.attribute.to_string(),
-                        "locked": d.first,
-                        "rebuilt": d.second,
-                    })),
-                    "seconds": r.seconds,
-                })).collect::<Vec<_>>(),
+            report.push(json!({
+                "kind": "recipe",
+                "name": r.name,
+                "locked": r.locked.to_hex(),
+                "rebuilt": r.rebuilt.to_hex(),
+                "matches": r.matches(),
+                "difference": r.difference.as_ref().map(|d| json!({
+                    "path": format!("/{}", d.path.trim_end_matches('/')),
+                    "attribute": d.attribute.to_string(),
+                    "locked": d.first,
+                    "rebuilt": d.second,
+                })),
+                "seconds": r.seconds,
             }));
         }
-        if bad > 0 {
-            return Err(Reported.into());
-        }
-        return Ok(());
     }
-
-    let (outcomes, built) = build_targets(g, &rt, &plan, &store, &targets, &settings)?;
-
-    let lock_path = project.lockfile_path();
-    let mut updated = false;
-    if locked {
-        lock::enforce(old, &lock::desired(&plan, old, &built, None))?;
-        store.add_root(&lock_path)?;
-    } else {
-        updated = lock::write(&store, &lock_path, |current| {
-            lock::desired(&plan, current, &built, None)
-        })?;
-        if updated {
-            g.printer.status("Updated", "lockfile.toml");
+    if !sel.images.is_empty() {
+        let list: Vec<&Image> = sel.images.iter().map(|n| &project.images[n]).collect();
+        let options = image_options(
+            opts,
+            settings.clone(),
+            forge_image::run::Resolve::Locked,
+            project,
+        );
+        let results = rt.block_on(forge_image::check::check(
+            plan, &list, lockfile, store, &options, observer,
+        ));
+        g.printer.clear();
+        for r in results? {
+            if r.matches() {
+                g.printer.status(
+                    "Checked",
+                    &format!("image {} (sha256 {} reproduced)", r.name, r.locked),
+                );
+            } else {
+                bad += 1;
+                g.printer.error(&format!(
+                    "image {} is not reproducible: locked sha256 {}, rebuilt {}\n  {}",
+                    r.name, r.locked, r.rebuilt, r.explanation
+                ));
+            }
+            report.push(json!({
+                "kind": "image",
+                "name": r.name,
+                "locked": r.locked.to_hex(),
+                "rebuilt": r.rebuilt.to_hex(),
+                "matches": r.matches(),
+                "difference": r.difference.as_ref().map(|d| json!({
+                    "path": format!("/{}", d.path.trim_start_matches("./").trim_end_matches('/')),
+                    "attribute": d.attribute.to_string(),
+                    "locked": d.first,
+                    "rebuilt": d.second,
+                })),
+                "explanation": r.explanation,
+                "seconds": r.seconds,
+            }));
         }
     }
-    let fresh = outcomes.iter().filter(|o| !o.cached).count();
-    g.printer.status(
-        "Finished",
-        &format!(
-            "{} recipe(s), {fresh} built, {} cached, in {:.2}s",
-            outcomes.len(),
-            outcomes.len() - fresh,
-            started.elapsed().as_secs_f64()
-        ),
-    );
     if g.printer.json() {
-        g.printer.print_json(&json!({
-            "targets": outcomes.iter().map(|o| outcome_json(&plan, o)).collect::<Vec<_>>(),
-            "lockfile_updated": updated,
-        }));
+        g.printer.print_json(&json!({ "check": report }));
+    }
+    if bad > 0 {
+        return Err(Reported.into());
     }
     Ok(())
 }
@@ -342,41 +656,79 @@ pub fn lock_cmd(g: &Globals, args: &LockArgs) -> Result<()> {
     let started = Instant::now();
     let project = g.project()?;
     let plan = Arc::new(Plan::resolve(&project, args.source_date_epoch)?);
-    let only: Option<Vec<String>> = if args.update.is_empty() {
-        None
-    } else {
-        Some(
-            args.update
-                .iter()
-                .map(|n| plan.target(n).map_err(anyhow::Error::from))
-                .collect::<Result<_>>()?,
-        )
-    };
-    let targets: Vec<String> = match &only {
-        Some(names) => forge_build::plan::dependents(&plan, names)
-            .into_iter()
-            .collect(),
-        None => plan.order.clone(),
+    let mut update_recipes = Vec::new();
+    let mut update_images = Vec::new();
+    for name in &args.update {
+        let name = name.strip_prefix("image:").unwrap_or(name);
+        if project.images.contains_key(name) && !plan.recipes.contains_key(name) {
+            update_images.push(name.to_string());
+        } else {
+            update_recipes.push(plan.target(name)?);
+        }
+    }
+    let only: Option<Vec<String>> = (!args.update.is_empty()).then(|| update_recipes.clone());
+    let sel = Selection {
+        recipes: match &only {
+            Some(names) => forge_build::plan::dependents(&plan, names)
+                .into_iter()
+                .collect(),
+            None => plan.order.clone(),
+        },
+        // Every image is built (its hash depends on the recipes); only the named ones (or
+        // all, without --update) get a freshly resolved package set.
+        images: project.images.keys().cloned().collect(),
     };
     let settings = settings(&args.fetch, false);
     let store = g.open_store(false)?;
-    let (outcomes, built) = build_targets(g, &runtime()?, &plan, &store, &targets, &settings)?;
+    let rt = runtime()?;
+    let resolve = if args.update.is_empty() {
+        forge_image::run::Resolve::Fresh
+    } else {
+        forge_image::run::Resolve::Reuse
+    };
+    let mut project_for_images = project.clone();
+    if !update_images.is_empty()
+        && let Some(l) = project_for_images.lockfile.as_mut()
+    {
+        // Forget the named images' sets so they are resolved again.
+        l.images.retain(|n, _| !update_images.contains(n));
+    }
+    let built = run_builds(
+        g,
+        &rt,
+        &plan,
+        &project_for_images,
+        &store,
+        &sel,
+        &args.fetch,
+        &settings,
+        resolve,
+    )?;
     let updated = lock::write(&store, &project.lockfile_path(), |current| {
-        lock::desired(&plan, current, &built, only.as_deref())
+        built.lockfile(&plan, &project, current, only.as_deref())
     })?;
     g.printer.status(
         if updated { "Locked" } else { "Unchanged" },
         &format!(
-            "{} recipe(s) in lockfile.toml ({:.2}s)",
+            "{} recipe(s) and {} image(s) in lockfile.toml ({:.2}s)",
             plan.recipes.len(),
+            project.images.len(),
             started.elapsed().as_secs_f64()
         ),
     );
     if g.printer.json() {
+        let mut targets: Vec<serde_json::Value> = built
+            .recipes
+            .iter()
+            .map(|o| outcome_json(&plan, o))
+            .collect();
+        if let Some(i) = &built.images {
+            targets.extend(i.outcomes.iter().map(|o| image_json(o, None)));
+        }
         g.printer.print_json(&json!({
             "lockfile": project.lockfile_path(),
             "updated": updated,
-            "targets": outcomes.iter().map(|o| outcome_json(&plan, o)).collect::<Vec<_>>(),
+            "targets": targets,
         }));
     }
     Ok(())
@@ -385,8 +737,8 @@ pub fn lock_cmd(g: &Globals, args: &LockArgs) -> Result<()> {
 pub fn fetch(g: &Globals, args: &FetchArgs) -> Result<()> {
     let project = g.project()?;
     let plan = Arc::new(Plan::resolve(&project, None)?);
-    let targets = targets(&plan, &args.targets)?;
-    let names = forge_build::plan::closure(&plan, &targets);
+    let sel = select(&plan, &project, &args.targets)?;
+    let names = forge_build::plan::closure(&plan, &sel.recipes);
     let settings = settings(&args.fetch, false);
     let store = g.open_store(false)?;
     let observer = g.observer();
@@ -632,4 +984,147 @@ pub fn gc(g: &Globals, args: &GcArgs) -> Result<()> {
         }));
     }
     Ok(())
+}
+
+pub fn vm(g: &Globals, args: &crate::cli::VmArgs) -> Result<()> {
+    use forge_image::vm::{Accel, Forward, VmExit, VmOptions};
+    use forge_schema::image::BootMode;
+    let as_file = Path::new(&args.image);
+    let (disk, format, name, modes) = if as_file.is_file() {
+        let format = if args.image.ends_with(".qcow2") {
+            "qcow2"
+        } else {
+            "raw"
+        };
+        let name = as_file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "forge-vm".into());
+        (
+            as_file.to_path_buf(),
+            format.to_string(),
+            name,
+            vec![BootMode::Bios, BootMode::Uefi],
+        )
+    } else {
+        let name = args
+            .image
+            .strip_prefix("image:")
+            .unwrap_or(&args.image)
+            .to_string();
+        let project = g.project()?;
+        let image = project.images.get(&name).ok_or_else(|| {
+            anyhow!(
+                "no image named `{name}` in images/, and no file `{}`",
+                args.image
+            )
+        })?;
+        let locked = project
+            .lockfile
+            .as_ref()
+            .and_then(|l| l.images.get(&name))
+            .ok_or_else(|| {
+                anyhow!("image `{name}` is not built; run `forge build image:{name}`")
+            })?;
+        let sha = locked.output_sha256.ok_or_else(|| {
+            anyhow!("image `{name}` is not built; run `forge build image:{name}`")
+        })?;
+        let store = g.open_store(false)?;
+        if !store.has_blob(&sha) {
+            bail!(
+                "image `{name}` (sha256 {sha}) is not in the store; run `forge build image:{name}`"
+            );
+        }
+        (
+            store.blob_path(&sha),
+            locked.format.clone(),
+            name,
+            image.disk.boot.clone(),
+        )
+    };
+    let boot = match args.boot {
+        Some(crate::cli::BootArg::Bios) => BootMode::Bios,
+        Some(crate::cli::BootArg::Uefi) => BootMode::Uefi,
+        None => modes.first().copied().unwrap_or(BootMode::Bios),
+    };
+    if !modes.contains(&boot) {
+        bail!(
+            "image `{name}` does not boot with {}; it boots with {:?}",
+            boot.as_str(),
+            modes
+        );
+    }
+    let accel = match args.accel {
+        Some(crate::cli::AccelArg::Kvm) => Accel::Kvm,
+        Some(crate::cli::AccelArg::Tcg) => Accel::Tcg,
+        Some(crate::cli::AccelArg::Auto) => Accel::Auto,
+        None => match env::var(env::FORGE_VM_ACCEL).as_deref() {
+            Some("kvm") => Accel::Kvm,
+            Some("tcg") => Accel::Tcg,
+            _ => Accel::Auto,
+        },
+    };
+    let forwards = args
+        .forwards
+        .iter()
+        .map(|f| f.parse::<Forward>().map_err(|e| anyhow!(e)))
+        .collect::<Result<Vec<_>>>()?;
+    let user_data = match &args.user_data {
+        Some(p) => {
+            Some(std::fs::read(p).with_context(|| format!("cannot read `{}`", p.display()))?)
+        }
+        None => None,
+    };
+    let expect = match &args.expect {
+        Some(re) => Some(
+            regex::Regex::new(re)
+                .with_context(|| format!("`{re}` is not a valid regular expression"))?,
+        ),
+        None => None,
+    };
+    let timeout = args
+        .timeout
+        .or(expect.as_ref().map(|_| 300))
+        .map(std::time::Duration::from_secs);
+    let options = VmOptions {
+        disk,
+        format,
+        boot,
+        accel,
+        memory_mib: args.memory,
+        cpus: args.cpus,
+        user_data,
+        name: name.clone(),
+        forwards,
+        expect,
+        timeout,
+    };
+    g.printer.status(
+        "Booting",
+        &format!("{name} ({}, {})", boot.as_str(), options.disk.display()),
+    );
+    let mut stdout = std::io::stdout();
+    let mut sink = std::io::sink();
+    let console: &mut dyn std::io::Write = if g.printer.json() {
+        &mut sink
+    } else {
+        &mut stdout
+    };
+    match forge_image::vm::run(&options, console)? {
+        VmExit::Matched { line, seconds } => {
+            g.printer
+                .status("Matched", &format!("after {seconds:.1}s: {line}"));
+            if g.printer.json() {
+                g.printer.print_json(&json!({"image": name, "boot": boot.as_str(), "matched": line, "seconds": seconds}));
+            }
+            Ok(())
+        }
+        VmExit::Exited(code) => {
+            if code == 0 {
+                Ok(())
+            } else {
+                bail!("the machine exited with status {code}")
+            }
+        }
+    }
 }

@@ -13,6 +13,9 @@ pub const FORGE_SOURCE_DIRS: &str = "FORGE_SOURCE_DIRS";
 pub const FORGE_LOG: &str = "FORGE_LOG";
 pub const FORGE_JOBS: &str = "FORGE_JOBS";
 pub const NO_COLOR: &str = "NO_COLOR";
+pub const FORGE_DEBIAN_MIRROR: &str = "FORGE_DEBIAN_MIRROR";
+pub const FORGE_DEBIAN_KEYRING: &str = "FORGE_DEBIAN_KEYRING";
+pub const FORGE_VM_ACCEL: &str = "FORGE_VM_ACCEL";
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
 pub const HOME: &str = "HOME";
 
@@ -29,6 +32,18 @@ pub const ALL: &[EnvVar] = &[
     EnvVar {
         name: FORGE_JOBS,
         description: "Default for `-j/--jobs`: recipes built at once. Default: the number of CPUs.",
+    },
+    EnvVar {
+        name: FORGE_DEBIAN_MIRROR,
+        description: "Debian archive root URL for image package sets, as `--debian-mirror`. Default: the mirror of the host's apt sources for the image's suite.",
+    },
+    EnvVar {
+        name: FORGE_DEBIAN_KEYRING,
+        description: "Keyring the archive's InRelease must verify against, as `--debian-keyring`. Default: `/usr/share/keyrings/debian-archive-keyring.gpg`.",
+    },
+    EnvVar {
+        name: FORGE_VM_ACCEL,
+        description: "Accelerator for `forge vm`, as `--accel`: `kvm`, `tcg` or `auto` (KVM when `/dev/kvm` is usable).",
     },
     EnvVar {
         name: FORGE_LOG,

@@ -117,6 +117,7 @@ pub fn run() -> ExitCode {
         Command::Hash(a) => commands::hash(&globals, a),
         Command::Store(c) => commands::store(&globals, c),
         Command::Gc(a) => commands::gc(&globals, a),
+        Command::Vm(a) => commands::vm(&globals, a),
         Command::Completions(a) => {
             clap_complete::generate(
                 a.shell,
