@@ -204,7 +204,10 @@ pub fn install(
             "installing the base needs root (mmdebstrap --mode=root in a private network namespace); run forge as root, or build where the base is already in the store".into(),
         ));
     }
-    let mut c = Command::new("unshare");
+    // Through `sh` only to set the umask: apt and maintainer scripts create files and
+    // directories with it, so it must not come from the user's shell.
+    let mut c = Command::new("sh");
+    c.args(["-c", "umask 022 && exec \"$@\"", "sh", "unshare"]);
     c.env_clear()
         .env(
             "PATH",
@@ -224,6 +227,10 @@ pub fn install(
             "-q",
         ])
         .arg(format!("--include={}", names.join(",")))
+        // apt drops to the `_apt` user for downloads only when `_apt` can read the
+        // repository, which depends on where the store is; always download as root, so
+        // the ownership of apt's directories in the image does not depend on the host.
+        .arg("--aptopt=APT::Sandbox::User \"root\"")
         .arg(format!("--architectures={arch}"))
         .arg(suite)
         .arg(out)

@@ -247,35 +247,39 @@ pub fn make_esp(
     Ok(())
 }
 
-/// Copies `src` into `dst` at `offset`, leaving holes where `src` has zeros.
+/// Copies `src` into `dst` at `offset`, only the data regions of a sparse `src` (found
+/// with `SEEK_DATA`/`SEEK_HOLE`), so the disk stays sparse and holes are never read.
 fn copy_sparse(src: &Path, dst: &mut File, offset: u64) -> Result<(), ImageError> {
+    use rustix::fs::{SeekFrom as RSeek, seek};
     let err = |source| ImageError::Io {
         path: src.to_path_buf(),
         source,
     };
+    let errno = |e: rustix::io::Errno| ImageError::Io {
+        path: src.to_path_buf(),
+        source: e.into(),
+    };
     let mut f = File::open(src).map_err(err)?;
+    let len = f.metadata().map_err(err)?.len();
     let mut buf = vec![0u8; MIB as usize];
-    let mut pos = offset;
-    loop {
-        let mut n = 0;
-        while n < buf.len() {
-            let got = f.read(&mut buf[n..]).map_err(err)?;
-            if got == 0 {
-                break;
-            }
-            n += got;
-        }
-        if n == 0 {
-            break;
-        }
-        if buf[..n].iter().any(|b| *b != 0) {
-            dst.seek(SeekFrom::Start(pos)).map_err(err)?;
+    let mut pos = 0u64;
+    while pos < len {
+        let start = match seek(&f, RSeek::Data(pos)) {
+            Ok(s) => s,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(e) => return Err(errno(e)),
+        };
+        let end = seek(&f, RSeek::Hole(start)).map_err(errno)?.min(len);
+        f.seek(SeekFrom::Start(start)).map_err(err)?;
+        dst.seek(SeekFrom::Start(offset + start)).map_err(err)?;
+        let mut left = end - start;
+        while left > 0 {
+            let n = usize::try_from(left.min(MIB)).unwrap_or(buf.len());
+            f.read_exact(&mut buf[..n]).map_err(err)?;
             dst.write_all(&buf[..n]).map_err(err)?;
+            left -= n as u64;
         }
-        pos += n as u64;
-        if n < buf.len() {
-            break;
-        }
+        pos = end;
     }
     Ok(())
 }

@@ -41,4 +41,23 @@ pub enum ImageError {
     Build(#[from] forge_build::BuildError),
     #[error("{0}")]
     Timeout(String),
+    #[error("image `{image}`: {source}")]
+    ForImage {
+        image: String,
+        #[source]
+        source: Box<ImageError>,
+    },
+}
+
+impl ImageError {
+    /// Says which image the error is about.
+    pub fn for_image(self, image: &str) -> Self {
+        match self {
+            e @ ImageError::ForImage { .. } => e,
+            e => ImageError::ForImage {
+                image: image.to_string(),
+                source: Box::new(e),
+            },
+        }
+    }
 }

@@ -155,7 +155,9 @@ pub async fn prepare(
                 };
                 observer.phase_started(&format!("image:{}", image.name), "resolve");
                 let start = std::time::Instant::now();
-                let resolved = base::resolve_base(image, archive, f, store).await?;
+                let resolved = base::resolve_base(image, archive, f, store)
+                    .await
+                    .map_err(|e| e.for_image(&image.name))?;
                 observer.phase_finished(
                     &format!("image:{}", image.name),
                     "resolve",
@@ -240,7 +242,7 @@ pub async fn build_images(
             tokio::task::spawn_blocking(move || (build_image(&i, &p, &s, jobs, o.as_ref()), i))
                 .await
                 .map_err(|e| ImageError::Tool(format!("image build thread failed: {e}")))?;
-        let outcome = outcome?;
+        let outcome = outcome.map_err(|e| e.for_image(&i.image.name))?;
         let mut entry = i.locked.clone();
         entry.output_sha256 = Some(outcome.record.output_sha256);
         entry.output_size = Some(outcome.record.output_size);

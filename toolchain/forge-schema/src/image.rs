@@ -435,7 +435,7 @@ impl Image {
             },
             output: Output {
                 format: raw.output.format.unwrap_or(Format::Qcow2),
-                compression: raw.output.compression.unwrap_or(Compression::Zlib),
+                compression: raw.output.compression.unwrap_or(Compression::None),
             },
             file: file.clone(),
             layer_spans,

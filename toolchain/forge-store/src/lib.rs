@@ -262,6 +262,25 @@ impl Store {
         self.blob_path(digest).is_file()
     }
 
+    /// Re-hashes a blob: `true` if it is there and intact. A damaged blob is deleted (so it
+    /// is fetched again) and reported as absent.
+    pub fn check_blob(&self, digest: &Sha256Digest) -> Result<bool> {
+        let path = self.blob_path(digest);
+        match fsutil::hash_file(&path) {
+            Ok((actual, _)) if &actual == digest => Ok(true),
+            Ok((actual, _)) => {
+                tracing::warn!(
+                    "blob {} in the store is damaged (its content hashes to {actual}); removing it",
+                    digest
+                );
+                fs::remove_file(&path).at(&path)?;
+                Ok(false)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e).at(&path),
+        }
+    }
+
     /// Takes the lock for `key` (e.g. `blob-<hex>` or `output-<hex>`), waiting if another
     /// process holds it.
     pub fn lock(&self, key: &str, on_wait: WaitNotice<'_>) -> Result<KeyLock> {

@@ -78,7 +78,11 @@ fn report(printer: &Printer, err: &anyhow::Error) {
     }
     let mut msg = err.to_string();
     for cause in err.chain().skip(1) {
-        msg.push_str(&format!("\n  caused by: {cause}"));
+        // Many errors already include their cause in their own message.
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(&format!("\n  caused by: {text}"));
+        }
     }
     printer.error(&msg);
 }
