@@ -26,5 +26,5 @@ pub enum DebianError {
     #[error("{what}: {reason}")]
     Index { what: String, reason: String },
     #[error(transparent)]
-    Resolve(#[from] resolve::ResolveError),
+    Resolve(#[from] Box<resolve::ResolveError>),
 }

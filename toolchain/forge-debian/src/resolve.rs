@@ -149,7 +149,7 @@ pub fn resolve(
     index: &Index,
     variant: Variant,
     requested: &[String],
-) -> Result<Resolution, ResolveError> {
+) -> Result<Resolution, Box<ResolveError>> {
     let mut st = State {
         index,
         selected: BTreeMap::new(),
@@ -181,10 +181,10 @@ pub fn resolve(
                     index.packages.keys().map(String::as_str),
                 )
                 .map(str::to_string);
-                return Err(ResolveError::Unknown {
+                return Err(Box::new(ResolveError::Unknown {
                     name: name.clone(),
                     hint,
-                });
+                }));
             }
         }
     }
@@ -200,12 +200,12 @@ pub fn resolve(
                     st.select(choice, reason);
                 }
                 None => {
-                    return Err(ResolveError::Unsatisfiable {
+                    return Err(Box::new(ResolveError::Unsatisfiable {
                         package: pkg.name.clone(),
                         version: pkg.version.to_string(),
                         relation: group_text(group),
                         why: st.reasons[&pkg.name].clone(),
-                    });
+                    }));
                 }
             }
         }
@@ -221,14 +221,14 @@ pub fn resolve(
                         continue;
                     }
                     if satisfies(b, rel) {
-                        return Err(ResolveError::Conflict {
+                        return Err(Box::new(ResolveError::Conflict {
                             a: a.name.clone(),
                             b: b.name.clone(),
                             kind,
                             relation: rel.to_string(),
                             why_a: st.reasons[&a.name].clone(),
                             why_b: st.reasons[&b.name].clone(),
-                        });
+                        }));
                     }
                 }
             }
@@ -293,7 +293,7 @@ mod tests {
         ]);
         let e = resolve(&i, Variant::Essential, &["a".into()]).unwrap_err();
         assert!(
-            matches!(e, ResolveError::Unsatisfiable { ref relation, .. } if relation == "b (>= 2)"),
+            matches!(*e, ResolveError::Unsatisfiable { ref relation, .. } if relation == "b (>= 2)"),
             "{e}"
         );
         assert!(
@@ -303,7 +303,7 @@ mod tests {
         // An unversioned Provides does not satisfy a versioned dependency.
         assert!(resolve(&i, Variant::Essential, &["c".into()]).is_err());
         let e = resolve(&i, Variant::Essential, &["d".into(), "e".into()]).unwrap_err();
-        assert!(matches!(e, ResolveError::Conflict { .. }), "{e}");
+        assert!(matches!(*e, ResolveError::Conflict { .. }), "{e}");
         let e = resolve(&i, Variant::Essential, &["b2".into()]).unwrap_err();
         assert!(e.to_string().contains("not in the archive"), "{e}");
     }

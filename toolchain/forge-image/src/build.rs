@@ -328,31 +328,32 @@ pub fn build_image(
     // Layers and settings on top.
     let ids = Ids::derive(&inputs.hash);
     let rootfs_tar = work.join("rootfs.tar");
-    let (kernel, initrd, rootfs_sha) = timed(observer, &mut phases, &subject, "layers", || {
-        let mut rootfs = Rootfs::from_base(&base_tar, sde)?;
-        for (i, layer) in inputs.layers.iter().enumerate() {
-            let rec = store
-                .output(&plan.recipes[layer].hash)?
-                .ok_or_else(|| ImageError::Compose(format!("layer `{layer}` is not built")))?;
-            let path = work.join(format!("layer-{i}.tar"));
-            unpack_blob(store, &rec.layer_sha256, &path)?;
-            rootfs.add_layer(&path, layer)?;
-        }
-        settings::apply(&mut rootfs, &inputs.image, &inputs.hash, &ids)?;
-        let (kernel_key, initrd_key) = boot_files(&rootfs)?;
-        let kernel = rootfs.read(&kernel_key)?;
-        let initrd = rootfs.read(&initrd_key)?;
-        let out = BufWriter::with_capacity(
-            1 << 20,
-            File::create(&rootfs_tar).map_err(io_err(&rootfs_tar))?,
-        );
-        let (_, size) = rootfs.write(out)?;
-        let (rootfs_zst, _, _) = store_compressed(store, &rootfs_tar, workers)?;
-        Ok((
-            (kernel, initrd, rootfs_zst),
-            format!("{} layer(s), {}", inputs.layers.len(), mib(size)),
-        ))
-    })?;
+    let (mut kernel, mut initrd, rootfs_sha) =
+        timed(observer, &mut phases, &subject, "layers", || {
+            let mut rootfs = Rootfs::from_base(&base_tar, sde)?;
+            for (i, layer) in inputs.layers.iter().enumerate() {
+                let rec = store
+                    .output(&plan.recipes[layer].hash)?
+                    .ok_or_else(|| ImageError::Compose(format!("layer `{layer}` is not built")))?;
+                let path = work.join(format!("layer-{i}.tar"));
+                unpack_blob(store, &rec.layer_sha256, &path)?;
+                rootfs.add_layer(&path, layer)?;
+            }
+            settings::apply(&mut rootfs, &inputs.image, &inputs.hash, &ids)?;
+            let (kernel_key, initrd_key) = boot_files(&rootfs)?;
+            let kernel = rootfs.read(&kernel_key)?;
+            let initrd = rootfs.read(&initrd_key)?;
+            let out = BufWriter::with_capacity(
+                1 << 20,
+                File::create(&rootfs_tar).map_err(io_err(&rootfs_tar))?,
+            );
+            let (_, size) = rootfs.write(out)?;
+            let (rootfs_zst, _, _) = store_compressed(store, &rootfs_tar, workers)?;
+            Ok((
+                (kernel, initrd, rootfs_zst),
+                format!("{} layer(s), {}", inputs.layers.len(), mib(size)),
+            ))
+        })?;
 
     let layout = Layout::of(&inputs.image);
     let root_img = work.join("root.img");
@@ -364,18 +365,12 @@ pub fn build_image(
     let raw = work.join("disk.raw");
     timed(observer, &mut phases, &subject, "disk", || {
         let esp = work.join("esp.img");
-        let cmdline = settings::kernel_cmdline(&inputs.image, &ids);
-        disk::make_esp(
-            &inputs.image,
-            &esp,
-            &kernel,
-            &initrd,
-            &cmdline,
-            &layout,
-            &ids,
-            sde,
-            work,
-        )?;
+        let boot = disk::BootFiles {
+            kernel: std::mem::take(&mut kernel),
+            initrd: std::mem::take(&mut initrd),
+            cmdline: settings::kernel_cmdline(&inputs.image, &ids),
+        };
+        disk::make_esp(&inputs.image, &esp, &boot, &layout, &ids, sde, work)?;
         disk::assemble(&inputs.image, &raw, &esp, &root_img, &layout, &ids)?;
         let modes: Vec<&str> = inputs.image.disk.boot.iter().map(|b| b.as_str()).collect();
         Ok((
@@ -429,10 +424,14 @@ pub async fn fetch_debs(
     let mut debs: Vec<&LockedDeb> = inputs.iter().flat_map(|i| i.debs.iter()).collect();
     debs.sort_by_key(|d| d.key());
     debs.dedup_by_key(|d| d.key());
-    let missing: Vec<&LockedDeb> = debs
-        .into_iter()
-        .filter(|d| !store.has_blob(&d.sha256))
-        .collect();
+    // Every .deb is re-hashed (about 0.1 s per 100 MiB): a damaged one in the store must
+    // not reach an image; it is removed and fetched again.
+    let mut missing: Vec<&LockedDeb> = Vec::new();
+    for d in debs {
+        if !store.check_blob(&d.sha256)? {
+            missing.push(d);
+        }
+    }
     if missing.is_empty() {
         return Ok(());
     }

@@ -225,11 +225,9 @@ impl Rootfs {
     fn insert(&mut self, key: String, item: Item, origin: &str) -> Result<(), ImageError> {
         if let Some(existing) = self.items.get(&key) {
             match (&existing.kind, &item.kind) {
-                (Kind::Dir, Kind::Dir) => {
-                    if default_dir(&item) {
-                        return Ok(());
-                    }
-                }
+                // A directory with default attributes leaves the existing one as it is.
+                (Kind::Dir, Kind::Dir) if default_dir(&item) => return Ok(()),
+                (Kind::Dir, Kind::Dir) => {}
                 (Kind::Dir, _) => {
                     return Err(ImageError::Compose(format!(
                         "{origin} replaces the directory `/{key}` with a file or link"

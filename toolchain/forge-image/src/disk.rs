@@ -148,14 +148,20 @@ fn write_file(path: &Path, bytes: &[u8], sde: u64) -> Result<(), ImageError> {
         .map_err(err)
 }
 
+/// What the boot loaders load.
+#[derive(Debug, Clone)]
+pub struct BootFiles {
+    pub kernel: Vec<u8>,
+    pub initrd: Vec<u8>,
+    pub cmdline: String,
+}
+
 /// The EFI system partition image: kernel and initrd, systemd-boot for UEFI, syslinux for
 /// BIOS, both booting the same kernel with the same command line.
 pub fn make_esp(
     image: &Image,
     out: &Path,
-    kernel: &[u8],
-    initrd: &[u8],
-    cmdline: &str,
+    boot: &BootFiles,
     layout: &Layout,
     ids: &Ids,
     sde: u64,
@@ -163,8 +169,8 @@ pub fn make_esp(
 ) -> Result<(), ImageError> {
     let stage = work.join("esp");
     let mut files: Vec<(&str, Vec<u8>)> = vec![
-        ("debian/vmlinuz", kernel.to_vec()),
-        ("debian/initrd.img", initrd.to_vec()),
+        ("debian/vmlinuz", boot.kernel.clone()),
+        ("debian/initrd.img", boot.initrd.clone()),
     ];
     let title = format!("{} (forge image, Debian {})", image.name, image.base.suite);
     if image.disk.boot.contains(&BootMode::Uefi) {
@@ -179,14 +185,19 @@ pub fn make_esp(
         ));
         files.push((
             "loader/entries/forge.conf",
-            format!("title {title}\nlinux /debian/vmlinuz\ninitrd /debian/initrd.img\noptions {cmdline}\n").into_bytes(),
+            format!(
+                "title {title}\nlinux /debian/vmlinuz\ninitrd /debian/initrd.img\noptions {}\n",
+                boot.cmdline
+            )
+            .into_bytes(),
         ));
     }
     if image.disk.boot.contains(&BootMode::Bios) {
         files.push((
             "syslinux/syslinux.cfg",
             format!(
-                "SERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT forge\nLABEL forge\n  MENU LABEL {title}\n  LINUX /debian/vmlinuz\n  INITRD /debian/initrd.img\n  APPEND {cmdline}\n"
+                "SERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT forge\nLABEL forge\n  MENU LABEL {title}\n  LINUX /debian/vmlinuz\n  INITRD /debian/initrd.img\n  APPEND {}\n",
+                boot.cmdline
             )
             .into_bytes(),
         ));

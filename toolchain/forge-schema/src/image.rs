@@ -373,18 +373,18 @@ impl Image {
         };
         let size = size_of(&raw.disk.size, 2 << 30, "`disk.size`");
         let esp_size = size_of(&raw.disk.esp_size, 64 << 20, "`disk.esp-size`");
-        if esp_size < 32 << 20 {
-            if let Some(s) = &raw.disk.esp_size {
-                errors.push(file.error(s.span(), "the ESP needs at least 32M (FAT32)"));
-            }
+        if esp_size < 32 << 20
+            && let Some(s) = &raw.disk.esp_size
+        {
+            errors.push(file.error(s.span(), "the ESP needs at least 32M (FAT32)"));
         }
-        if size < esp_size + (256 << 20) {
-            if let Some(s) = &raw.disk.size {
-                errors.push(file.error(
-                    s.span(),
-                    "the disk must hold the ESP and at least 256M of root file system",
-                ));
-            }
+        if size < esp_size + (256 << 20)
+            && let Some(s) = &raw.disk.size
+        {
+            errors.push(file.error(
+                s.span(),
+                "the disk must hold the ESP and at least 256M of root file system",
+            ));
         }
         let mut boot: Vec<BootMode> = raw.disk.boot.as_ref().map_or_else(
             || vec![BootMode::Bios, BootMode::Uefi],

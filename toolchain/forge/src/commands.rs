@@ -357,18 +357,28 @@ impl Built {
     }
 }
 
+/// What a build or check runs with.
+struct Ctx<'a> {
+    g: &'a Globals,
+    rt: &'a tokio::runtime::Runtime,
+    plan: &'a Arc<Plan>,
+    project: &'a Project,
+    store: &'a Arc<Store>,
+    opts: &'a FetchOpts,
+    settings: &'a BuildSettings,
+}
+
 /// Builds recipes and images with progress on the terminal.
-fn run_builds(
-    g: &Globals,
-    rt: &tokio::runtime::Runtime,
-    plan: &Arc<Plan>,
-    project: &Project,
-    store: &Arc<Store>,
-    sel: &Selection,
-    opts: &FetchOpts,
-    settings: &BuildSettings,
-    resolve: forge_image::run::Resolve,
-) -> Result<Built> {
+fn run_builds(cx: &Ctx<'_>, sel: &Selection, resolve: forge_image::run::Resolve) -> Result<Built> {
+    let Ctx {
+        g,
+        rt,
+        plan,
+        project,
+        store,
+        opts,
+        settings,
+    } = *cx;
     let observer = g.observer();
     let recipes = rt.block_on(engine::build(
         plan,
@@ -448,17 +458,17 @@ pub fn build(g: &Globals, args: &BuildArgs) -> Result<()> {
     let store = g.open_store(false)?;
     let rt = runtime()?;
 
+    let cx = Ctx {
+        g,
+        rt: &rt,
+        plan: &plan,
+        project: &project,
+        store: &store,
+        opts: &args.fetch,
+        settings: &settings,
+    };
     if args.check {
-        return check(
-            g,
-            &rt,
-            &plan,
-            &project,
-            &store,
-            &sel,
-            &args.fetch,
-            &settings,
-        );
+        return check(&cx, &sel);
     }
 
     let resolve = if locked {
@@ -466,17 +476,7 @@ pub fn build(g: &Globals, args: &BuildArgs) -> Result<()> {
     } else {
         forge_image::run::Resolve::Reuse
     };
-    let built = run_builds(
-        g,
-        &rt,
-        &plan,
-        &project,
-        &store,
-        &sel,
-        &args.fetch,
-        &settings,
-        resolve,
-    )?;
+    let built = run_builds(&cx, &sel, resolve)?;
 
     let lock_path = project.lockfile_path();
     let mut updated = false;
@@ -541,17 +541,16 @@ pub fn build(g: &Globals, args: &BuildArgs) -> Result<()> {
 }
 
 /// `forge build --check`.
-#[allow(clippy::too_many_arguments)]
-fn check(
-    g: &Globals,
-    rt: &tokio::runtime::Runtime,
-    plan: &Arc<Plan>,
-    project: &Project,
-    store: &Arc<Store>,
-    sel: &Selection,
-    opts: &FetchOpts,
-    settings: &BuildSettings,
-) -> Result<()> {
+fn check(cx: &Ctx<'_>, sel: &Selection) -> Result<()> {
+    let Ctx {
+        g,
+        rt,
+        plan,
+        project,
+        store,
+        opts,
+        settings,
+    } = *cx;
     let lockfile = project.lockfile.as_ref().ok_or(BuildError::CheckUnlocked(
         "lockfile.toml does not exist".into(),
     ))?;
@@ -693,17 +692,16 @@ pub fn lock_cmd(g: &Globals, args: &LockArgs) -> Result<()> {
         // Forget the named images' sets so they are resolved again.
         l.images.retain(|n, _| !update_images.contains(n));
     }
-    let built = run_builds(
+    let cx = Ctx {
         g,
-        &rt,
-        &plan,
-        &project_for_images,
-        &store,
-        &sel,
-        &args.fetch,
-        &settings,
-        resolve,
-    )?;
+        rt: &rt,
+        plan: &plan,
+        project: &project_for_images,
+        store: &store,
+        opts: &args.fetch,
+        settings: &settings,
+    };
+    let built = run_builds(&cx, &sel, resolve)?;
     let updated = lock::write(&store, &project.lockfile_path(), |current| {
         built.lockfile(&plan, &project, current, only.as_deref())
     })?;
