@@ -77,6 +77,7 @@ impl Globals {
     fn observer(&self) -> Arc<dyn Observer> {
         Arc::new(CliObserver {
             printer: self.printer.clone(),
+            phases: std::sync::Mutex::default(),
         })
     }
 
@@ -122,6 +123,7 @@ fn settings(opts: &FetchOpts, offline: bool) -> BuildSettings {
 /// Draws progress bars and status lines for a build.
 struct CliObserver {
     printer: Printer,
+    phases: std::sync::Mutex<BTreeMap<String, indicatif::ProgressBar>>,
 }
 
 struct CliProgress {
@@ -184,7 +186,18 @@ impl Observer for CliObserver {
                 .status("Building", &format!("{name} v{version}"));
         }
     }
+    fn phase_started(&self, subject: &str, phase: &str) {
+        let bar = self.printer.spinner(&format!("{subject}: {phase}"));
+        if let Ok(mut m) = self.phases.lock() {
+            m.insert(format!("{subject}/{phase}"), bar);
+        }
+    }
     fn phase_finished(&self, subject: &str, phase: &str, seconds: f64, detail: &str) {
+        if let Ok(mut m) = self.phases.lock()
+            && let Some(bar) = m.remove(&format!("{subject}/{phase}"))
+        {
+            bar.finish_and_clear();
+        }
         self.printer.status(
             "Done",
             &format!("{subject} {phase:<10} {seconds:>6.1}s  {detail}"),

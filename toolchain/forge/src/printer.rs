@@ -131,6 +131,20 @@ impl Printer {
         bar
     }
 
+    /// A spinner for a phase of work (shown only on a terminal).
+    pub fn spinner(&self, message: &str) -> ProgressBar {
+        if !self.inner.bars {
+            return ProgressBar::hidden();
+        }
+        let bar = self.inner.multi.add(ProgressBar::new_spinner());
+        if let Ok(style) = ProgressStyle::with_template("{spinner:.green} {msg} {elapsed:>4}") {
+            bar.set_style(style);
+        }
+        bar.set_message(message.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    }
+
     /// The bar that counts all bytes of all transfers.
     pub fn total_bar(&self) -> ProgressBar {
         if !self.inner.bars {

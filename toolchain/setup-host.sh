@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what forge needs on a Debian 12 host (as root): a C toolchain for the zstd, xz
+# and TLS crates; the tools the tests compare against (sha256sum, tar, zstd, gpg); and the
+# image tools: mmdebstrap, e2fsprogs >= 1.47.1 (from bookworm-backports on Debian 12),
+# dosfstools, mtools, syslinux, systemd-boot-efi, qemu, OVMF and SeaBIOS.
+# Idempotent: installs only what is missing. Packages come from the host's configured apt
+# sources; no mirror host is written here.
+set -euo pipefail
+
+log() { printf '\n==> %s\n' "$*"; }
+export DEBIAN_FRONTEND=noninteractive
+apt_get() { apt-get -o DPkg::Lock::Timeout=600 -q "$@"; }
+if [ "$(id -u)" -ne 0 ]; then
+    echo "run $0 as root: it installs Debian packages" >&2
+    exit 1
+fi
+packages=(build-essential cmake pkg-config ca-certificates coreutils tar zstd gnupg
+    mmdebstrap dosfstools mtools syslinux syslinux-common systemd-boot-efi
+    qemu-system-x86 qemu-utils ovmf seabios libarchive13 fdisk)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+need_e2fs=1
+if command -v mke2fs >/dev/null 2>&1; then
+    v=$(mke2fs -V 2>&1 | head -n1 | sed -n 's/^mke2fs \([0-9.]*\).*/\1/p')
+    if dpkg --compare-versions "${v:-0}" ge 1.47.1; then need_e2fs=0; fi
+fi
+if ((${#missing[@]})) || ((need_e2fs)); then
+    if ((need_e2fs)) && . /etc/os-release && [ "${VERSION_CODENAME:-}" = bookworm ]; then
+        # bookworm-backports from the same mirror as the host's Debian source (never a
+        # hard-coded host).
+        if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+            uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+            [ -n "$uri" ] || uri=$(awk '$1 == "deb" && $3 ~ /^bookworm/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+            [ -n "$uri" ] || { echo "cannot find the Debian mirror in apt's sources" >&2; exit 1; }
+            printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$uri" \
+                > /etc/apt/sources.list.d/forge-backports.sources
+        fi
+    fi
+    log "installing ${missing[*]:-}$( ((need_e2fs)) && echo ' e2fsprogs (>= 1.47.1)')"
+    apt_get update
+    if ((${#missing[@]})); then
+        apt_get install -y --no-install-recommends "${missing[@]}"
+    fi
+    if ((need_e2fs)); then
+        apt_get install -y --no-install-recommends -t bookworm-backports e2fsprogs
+    fi
+fi
+
