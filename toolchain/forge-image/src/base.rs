@@ -217,6 +217,9 @@ pub fn install(
         .env("TZ", "UTC")
         .env("SOURCE_DATE_EPOCH", sde.to_string())
         .env("TMPDIR", &tmp)
+        // The kernel's postinst and initramfs-tools' trigger would each build the initrd;
+        // skip the first (the kernel hook honours INITRD=No) and build it once at the end.
+        .env("INITRD", "No")
         .args([
             "--net",
             "--",
@@ -231,6 +234,7 @@ pub fn install(
         // repository, which depends on where the store is; always download as root, so
         // the ownership of apt's directories in the image does not depend on the host.
         .arg("--aptopt=APT::Sandbox::User \"root\"")
+        .arg("--customize-hook=chroot \"$1\" update-initramfs -c -k all")
         .arg(format!("--architectures={arch}"))
         .arg(suite)
         .arg(out)

@@ -16,7 +16,7 @@ use crate::gpt::Guid;
 
 /// Version tag of the image builder: bump it whenever forge changes how an image is put
 /// together from the same inputs.
-pub const IMAGE_BUILDER_VERSION: &str = "forge-image-builder/1";
+pub const IMAGE_BUILDER_VERSION: &str = "forge-image-builder/2";
 
 #[derive(Serialize)]
 struct View<'a> {

@@ -87,7 +87,7 @@ impl Lockfile {
     /// time), so a change of layers or settings reuses it.
     pub fn base_build_hash(&self, image: &LockedImage) -> Sha256Digest {
         let mut text = format!(
-            "forge-base/1\nsuite={}\narch={}\nsde={}\nmmdebstrap={}\n",
+            "forge-base/2\nsuite={}\narch={}\nsde={}\nmmdebstrap={}\n",
             image.suite,
             image.architecture,
             self.source_date_epoch,

@@ -56,7 +56,8 @@ pub enum Command {
     Build(BuildArgs),
     /// Resolve, fetch and build everything, and write lockfile.toml.
     Lock(LockArgs),
-    /// Download the sources of recipes into the store without building.
+    /// Download the sources of recipes and the locked .debs of images into the store,
+    /// without building (then build `--offline`).
     Fetch(FetchArgs),
     /// Print SHA-256 of files in `sha256sum` format (to fill in recipes).
     Hash(HashArgs),
@@ -195,7 +196,7 @@ pub struct LockArgs {
 
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// Recipes whose sources to fetch; nothing means all.
+    /// Recipes and images whose sources to fetch; nothing means all.
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
 

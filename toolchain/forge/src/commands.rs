@@ -753,7 +753,8 @@ pub fn fetch(g: &Globals, args: &FetchArgs) -> Result<()> {
     let settings = settings(&args.fetch, false);
     let store = g.open_store(false)?;
     let observer = g.observer();
-    let r = runtime()?.block_on(engine::prepare_sources(
+    let rt = runtime()?;
+    let r = rt.block_on(engine::prepare_sources(
         &plan,
         &store,
         &names,
@@ -762,10 +763,45 @@ pub fn fetch(g: &Globals, args: &FetchArgs) -> Result<()> {
     ));
     g.printer.clear();
     r?;
+    // The locked .debs of the selected images (an image whose set is not locked yet needs
+    // `forge lock` first).
+    let mut debs: Vec<&forge_schema::lockfile::LockedDeb> = Vec::new();
+    if let Some(lock) = &project.lockfile {
+        for name in &sel.images {
+            let entry = lock.images.get(name).ok_or_else(|| {
+                anyhow!("image `{name}` has no locked package set; run `forge lock`")
+            })?;
+            debs.extend(entry.debs.iter().filter_map(|k| lock.debs.get(k)));
+        }
+    } else if !sel.images.is_empty() {
+        bail!(
+            "there is no lockfile.toml, so the images have no locked package sets; run `forge lock`"
+        );
+    }
+    debs.sort_by_key(|d| d.key());
+    debs.dedup_by_key(|d| d.key());
+    if !debs.is_empty() {
+        let options = image_options(
+            &args.fetch,
+            settings.clone(),
+            forge_image::run::Resolve::Locked,
+            &project,
+        );
+        let requests = forge_image::base::deb_requests(&debs, options.mirror.as_deref());
+        let fetcher = forge_fetch::Fetcher::new(settings.fetch.clone(), observer.progress())?;
+        let r = rt.block_on(fetcher.fetch_all(&store, &requests));
+        g.printer.clear();
+        r?;
+    }
     let count: usize = names.iter().map(|n| plan.recipes[n].sources.len()).sum();
     g.printer.status(
         "Fetched",
-        &format!("{count} source(s) of {} recipe(s)", names.len()),
+        &format!(
+            "{count} source(s) of {} recipe(s), {} .deb(s) of {} image(s)",
+            names.len(),
+            debs.len(),
+            sel.images.len()
+        ),
     );
     if g.printer.json() {
         g.printer.print_json(&json!({
@@ -778,6 +814,12 @@ pub fn fetch(g: &Globals, args: &FetchArgs) -> Result<()> {
                     "path": store.blob_path(&s.sha256),
                 }))
             }).collect::<Vec<_>>(),
+            "debs": debs.iter().map(|d| json!({
+                "package": d.package,
+                "version": d.version,
+                "sha256": d.sha256.to_hex(),
+                "path": store.blob_path(&d.sha256),
+            })).collect::<Vec<_>>(),
         }));
     }
     Ok(())
