@@ -82,12 +82,16 @@ impl Rootfs {
     }
 }
 
-/// Boots `disk` under plain qemu-system-x86_64 with SeaBIOS until the console shows
-/// `marker`.
-fn boot_plain_qemu_bios(disk: &Path, marker: &str, timeout: Duration) -> f64 {
+/// Boots `disk` under plain qemu-system-x86_64 (SeaBIOS, or the given UEFI firmware) until
+/// the console shows `marker`.
+fn boot_plain_qemu(disk: &Path, firmware: Option<&str>, marker: &str, timeout: Duration) -> f64 {
     use std::io::{BufRead, BufReader};
     let started = Instant::now();
-    let mut child = Command::new("qemu-system-x86_64")
+    let mut qemu = Command::new("qemu-system-x86_64");
+    if let Some(f) = firmware {
+        qemu.args(["-bios", f]);
+    }
+    let mut child = qemu
         .args([
             "-accel",
             "tcg",
@@ -249,15 +253,19 @@ fn hello_image_end_to_end() {
         t.elapsed().as_secs_f64()
     );
 
-    // Boot: SeaBIOS + syslinux under plain QEMU; OVMF + systemd-boot under `forge vm`,
-    // with user-data whose file the marker unit prints.
+    // Boot: SeaBIOS + syslinux and OVMF + systemd-boot under plain QEMU; then OVMF under
+    // `forge vm`, with user-data whose file the marker unit prints.
     let qcow2 = store_a.join("blobs/sha256").join(&sha);
-    let bios = boot_plain_qemu_bios(
+    let marker = format!("FORGE-HELLO-OK {hash}");
+    let bios = boot_plain_qemu(&qcow2, None, &marker, Duration::from_secs(170));
+    eprintln!("BIOS boot to marker: {bios:.1}s");
+    let uefi = boot_plain_qemu(
         &qcow2,
-        &format!("FORGE-HELLO-OK {hash}"),
+        Some(forge_image::vm::OVMF),
+        &marker,
         Duration::from_secs(170),
     );
-    eprintln!("BIOS boot to marker: {bios:.1}s");
+    eprintln!("UEFI boot to marker: {uefi:.1}s");
     let ud = w.path().join("user-data");
     fs::write(
         &ud,
