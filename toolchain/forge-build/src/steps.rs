@@ -259,21 +259,6 @@ fn env_quote(value: &str) -> String {
     }
 }
 
-/// `WantedBy=` targets of a unit's `[Install]` section.
-fn install_wanted_by(unit: &str) -> Vec<String> {
-    let mut in_install = false;
-    let mut out = Vec::new();
-    for line in unit.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_install = line == "[Install]";
-        } else if in_install && let Some(v) = line.strip_prefix("WantedBy=") {
-            out.extend(v.split_whitespace().map(str::to_string));
-        }
-    }
-    out
-}
-
 fn path(s: &str) -> Result<ImagePath, BuildError> {
     ImagePath::parse(s).map_err(|e| BuildError::Target(e.to_string()))
 }
@@ -461,10 +446,11 @@ pub fn assemble(
                 let unit_path = unit_dir
                     .join(name)
                     .map_err(|e| step_error(resolved, step, e.to_string()))?;
-                let targets = if wanted_by.is_empty() {
-                    install_wanted_by(&text)
+                // `wanted-by` replaces the unit's own [Install] section.
+                let targets: Vec<(String, &str)> = if wanted_by.is_empty() {
+                    forge_schema::unit::install_targets(&text)
                 } else {
-                    wanted_by.clone()
+                    wanted_by.iter().map(|t| (t.clone(), "wants")).collect()
                 };
                 tree.insert(
                     &unit_path,
@@ -492,12 +478,12 @@ pub fn assemble(
                             resolved,
                             step,
                             format!(
-                                "unit `{name}` is enabled but says nowhere when to start: add `WantedBy=` to its [Install] section or set `wanted-by`"
+                                "unit `{name}` is enabled but says nowhere when to start: add `WantedBy=` or `RequiredBy=` to its [Install] section, or set `wanted-by`"
                             ),
                         ));
                     }
-                    for t in targets {
-                        let link = path(&format!("/etc/systemd/system/{t}.wants/{name}"))?;
+                    for (t, dir) in targets {
+                        let link = path(&format!("/etc/systemd/system/{t}.{dir}/{name}"))?;
                         tree.insert(
                             &link,
                             Node {
@@ -609,14 +595,5 @@ mod tests {
         assert_eq!(env_quote("a b"), "'a b'");
         assert_eq!(env_quote(""), "''");
         assert_eq!(env_quote("it's $HOME"), "\"it's \\$HOME\"");
-    }
-
-    #[test]
-    fn wanted_by_from_install_section() {
-        let unit = "[Unit]\nWantedBy=nope\n[Install]\nWantedBy=multi-user.target  timers.target\n";
-        assert_eq!(
-            install_wanted_by(unit),
-            ["multi-user.target", "timers.target"]
-        );
     }
 }

@@ -32,28 +32,6 @@ fn unit_file(rootfs: &Rootfs, name: &str) -> Option<String> {
     .find(|k| matches!(rootfs.get(k).map(|i| &i.kind), Some(Kind::File)))
 }
 
-/// `WantedBy=`/`RequiredBy=` targets of a unit.
-fn install_targets(unit: &str) -> Vec<(String, &'static str)> {
-    let mut in_install = false;
-    let mut out = Vec::new();
-    for line in unit.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_install = line == "[Install]";
-            continue;
-        }
-        if !in_install {
-            continue;
-        }
-        for (key, dir) in [("WantedBy=", "wants"), ("RequiredBy=", "requires")] {
-            if let Some(v) = line.strip_prefix(key) {
-                out.extend(v.split_whitespace().map(|t| (t.to_string(), dir)));
-            }
-        }
-    }
-    out
-}
-
 fn enable(rootfs: &mut Rootfs, name: &str) -> Result<(), ImageError> {
     let key = unit_file(rootfs, name).ok_or_else(|| {
         ImageError::Compose(format!(
@@ -61,7 +39,7 @@ fn enable(rootfs: &mut Rootfs, name: &str) -> Result<(), ImageError> {
         ))
     })?;
     let text = String::from_utf8_lossy(&rootfs.read(&key)?).into_owned();
-    let targets = install_targets(&text);
+    let targets = forge_schema::unit::install_targets(&text);
     if targets.is_empty() {
         return Err(ImageError::Compose(format!(
             "unit `{name}` has no [Install] section with WantedBy= or RequiredBy=, so it cannot be enabled"
@@ -185,22 +163,4 @@ pub fn apply(
             || (k.starts_with("var/log/") && !k.starts_with("var/log/journal"))
     });
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn install_sections() {
-        let unit = "[Unit]\nWantedBy=x\n[Install]\nWantedBy=multi-user.target\nRequiredBy=a.target b.target\n";
-        assert_eq!(
-            install_targets(unit),
-            [
-                ("multi-user.target".to_string(), "wants"),
-                ("a.target".to_string(), "requires"),
-                ("b.target".to_string(), "requires")
-            ]
-        );
-    }
 }

@@ -10,6 +10,7 @@ pub mod image;
 pub mod lockfile;
 pub mod paths;
 pub mod recipe;
+pub mod unit;
 
 pub use diag::{Diagnostics, SourceFile, TomlError};
 pub use digest::{Hasher, Sha256Digest};
