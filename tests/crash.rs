@@ -22,7 +22,7 @@ fn kill_9_at_random_points() {
     let out = ok(common::forge_with_store(&reference_store)
         .arg("-C")
         .arg(&p)
-        .args(["lock", "--json"]));
+        .args(["build", "--json"]));
     let full = started.elapsed();
     let reference = json(&out)["targets"][0]["layer_sha256"]
         .as_str()

@@ -159,12 +159,17 @@ fn hello_image_end_to_end() {
     let store_b = w.path().join("x/y/store-b");
 
     let t = Instant::now();
+    // `lock` pins the inputs (package set, tools, image hash) without building...
+    ok(&mut sh(&w, &store_a, &a, "true", "lock"));
+    let locked_only = fs::read_to_string(a.join("lockfile.toml")).unwrap();
+    assert!(!locked_only.contains("output-sha256"), "{locked_only}");
+    // ...and the first build records the output.
     let out = ok(&mut sh(
         &w,
         &store_a,
         &a,
         "umask 022 && export TZ=UTC LC_ALL=C",
-        "lock --json",
+        "build --json",
     ));
     let lock_secs = t.elapsed().as_secs_f64();
     let report = json(&out);

@@ -55,14 +55,23 @@ fn update_touches_only_the_named_recipe_and_its_dependents() {
     );
     assert_eq!(
         after.recipes["greeting"].sources[0].sha256,
-        Sha256Digest::of(b"new greeting\n")
+        Some(Sha256Digest::of(b"new greeting\n"))
     );
 
     // A plain `forge lock` updates the rest.
     ok(w.forge().arg("-C").arg(&p).arg("lock"));
     let all = lockfile(&p);
     assert_ne!(all.recipes["hello-tool"], before.recipes["hello-tool"]);
+    // `lock` pins inputs only; a layer is recorded by the first build, and --locked
+    // then holds every build to it.
+    assert_eq!(all.recipes["hello-tool"].layer_sha256, None);
+    let (code, _, stderr) = common::run(w.forge().arg("-C").arg(&p).args(["build", "--locked"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is not recorded yet"), "{stderr}");
+    ok(w.forge().arg("-C").arg(&p).arg("build"));
+    assert!(lockfile(&p).recipes["hello-tool"].layer_sha256.is_some());
     ok(w.forge().arg("-C").arg(&p).args(["build", "--locked"]));
+    ok(w.forge().arg("-C").arg(&p).args(["lock", "--locked"]));
 }
 
 #[test]
@@ -81,7 +90,7 @@ fn source_date_epoch_is_pinned_by_lock() {
         .env("SOURCE_DATE_EPOCH", "1")
         .arg("-C")
         .arg(&p)
-        .args(["build", "--locked", "--json"]));
+        .args(["build", "--json"]));
     let layer = json(&out)["targets"][0]["output"]
         .as_str()
         .unwrap()

@@ -131,33 +131,75 @@ pub fn unpack(
         strip: strip_components as usize,
         limits: *limits,
         absolute_links_in_root: kind == Unpack::Deb,
+        layers: false,
         stats: UnpackStats::default(),
     };
-    let buffered = io::BufReader::with_capacity(1 << 20, file);
-    match kind {
-        Unpack::None => {
-            let file_name = archive
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "source".into());
-            u.write_file(&file_name, buffered, 0o644)?;
-        }
-        Unpack::Tar => u.tar(buffered, "tar")?,
-        Unpack::TarGz => u.tar(flate2::bufread::MultiGzDecoder::new(buffered), "tar.gz")?,
-        Unpack::TarXz => u.tar(
-            liblzma::bufread::XzDecoder::new_multi_decoder(buffered),
-            "tar.xz",
-        )?,
-        Unpack::TarZst => {
-            let d = zstd::stream::read::Decoder::with_buffer(buffered)
-                .map_err(|e| u.corrupt("tar.zst", e))?;
-            u.tar(d, "tar.zst")?
-        }
-        Unpack::TarBz2 => u.tar(bzip2::bufread::MultiBzDecoder::new(buffered), "tar.bz2")?,
-        Unpack::Zip => u.zip(archive)?,
-        Unpack::Deb => u.deb(buffered)?,
+    u.archive(archive, kind, file)?;
+    Ok(u.stats)
+}
+
+/// Applies the layers of a container image, bottom first, into `dest` (an existing empty
+/// directory), as the OCI image spec describes: each layer's entries replace what earlier
+/// layers put at the same path (a file may replace a directory and the reverse), and
+/// whiteouts delete (`.wh.NAME` removes `NAME`, `.wh..wh..opq` empties its directory).
+/// Every other rule of [`unpack`] holds; absolute symlink targets are read relative to
+/// the image root. `kind` of each layer is `tar`, `tar.gz` or `tar.zst`.
+pub fn unpack_layers(
+    layers: &[(PathBuf, Unpack)],
+    dest: &Path,
+    limits: &Limits,
+    name: &str,
+) -> Result<UnpackStats, ArchiveError> {
+    let mut u = Unpacker {
+        root: dest.to_path_buf(),
+        name: String::new(),
+        strip: 0,
+        limits: *limits,
+        absolute_links_in_root: true,
+        layers: true,
+        stats: UnpackStats::default(),
+    };
+    for (i, (path, kind)) in layers.iter().enumerate() {
+        u.name = format!("{name} layer {}", i + 1);
+        let file = File::open(path).map_err(|source| ArchiveError::Io {
+            archive: u.name.clone(),
+            path: path.clone(),
+            source,
+        })?;
+        u.archive(path, *kind, file)?;
     }
     Ok(u.stats)
+}
+
+impl Unpacker {
+    fn archive(&mut self, archive: &Path, kind: Unpack, file: File) -> Result<(), ArchiveError> {
+        let u = self;
+        let buffered = io::BufReader::with_capacity(1 << 20, file);
+        match kind {
+            Unpack::None => {
+                let file_name = archive
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "source".into());
+                u.write_file(&file_name, buffered, 0o644)?;
+            }
+            Unpack::Tar => u.tar(buffered, "tar")?,
+            Unpack::TarGz => u.tar(flate2::bufread::MultiGzDecoder::new(buffered), "tar.gz")?,
+            Unpack::TarXz => u.tar(
+                liblzma::bufread::XzDecoder::new_multi_decoder(buffered),
+                "tar.xz",
+            )?,
+            Unpack::TarZst => {
+                let d = zstd::stream::read::Decoder::with_buffer(buffered)
+                    .map_err(|e| u.corrupt("tar.zst", e))?;
+                u.tar(d, "tar.zst")?
+            }
+            Unpack::TarBz2 => u.tar(bzip2::bufread::MultiBzDecoder::new(buffered), "tar.bz2")?,
+            Unpack::Zip => u.zip(archive)?,
+            Unpack::Deb => u.deb(buffered)?,
+        }
+        Ok(())
+    }
 }
 
 struct Unpacker {
@@ -166,6 +208,8 @@ struct Unpacker {
     strip: usize,
     limits: Limits,
     absolute_links_in_root: bool,
+    /// Container image layers: later entries replace directories, whiteouts delete.
+    layers: bool,
     stats: UnpackStats,
 }
 
@@ -266,8 +310,13 @@ impl Unpacker {
             }
         }
         let path = self.root.join(parts.join("/"));
-        // Later entries replace earlier files and links (tar semantics), never directories.
+        // Later entries replace earlier files and links (tar semantics), never directories
+        // (except in image layers, where a later layer may replace anything).
         match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() && self.layers => {
+                fs::remove_dir_all(&path).map_err(|e| self.io(&path, e))?;
+                Ok(path)
+            }
             Ok(m) if m.is_dir() => {
                 Err(self.refuse(entry, Violation::ReplacesDirectory(parts.join("/"))))
             }
@@ -344,15 +393,59 @@ impl Unpacker {
     fn mkdir(&mut self, entry: &str, parts: &[String]) -> Result<(), ArchiveError> {
         self.count_entry(entry)?;
         let mut cur = self.root.clone();
-        for p in parts {
+        for (i, p) in parts.iter().enumerate() {
             cur.push(p);
             match fs::symlink_metadata(&cur) {
                 Ok(m) if m.is_dir() => {}
+                // A layer's directory replaces an earlier layer's file or link.
+                Ok(_) if self.layers && i + 1 == parts.len() => {
+                    fs::remove_file(&cur).map_err(|e| self.io(&cur, e))?;
+                    fs::create_dir(&cur).map_err(|e| self.io(&cur, e))?;
+                }
                 Ok(_) => return Err(self.refuse(entry, Violation::ThroughLink(p.clone()))),
                 Err(_) => fs::create_dir(&cur).map_err(|e| self.io(&cur, e))?,
             }
         }
         Ok(())
+    }
+
+    /// Applies a whiteout entry (`parts` ends in `.wh.NAME` or `.wh..wh..opq`).
+    fn whiteout(&mut self, entry: &str, parts: &[String]) -> Result<(), ArchiveError> {
+        self.count_entry(entry)?;
+        let Some((last, dirs)) = parts.split_last() else {
+            return Ok(());
+        };
+        let mut dir = self.root.clone();
+        for p in dirs {
+            dir.push(p);
+            match fs::symlink_metadata(&dir) {
+                Ok(m) if m.is_dir() => {}
+                // Nothing below a missing directory to delete.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Ok(_) => return Err(self.refuse(entry, Violation::ThroughLink(p.clone()))),
+                Err(e) => return Err(self.io(&dir, e)),
+            }
+        }
+        let remove = |path: &Path| -> Result<(), ArchiveError> {
+            let r = match fs::symlink_metadata(path) {
+                Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+                Ok(_) => fs::remove_file(path),
+                Err(_) => Ok(()),
+            };
+            r.map_err(|e| self.io(path, e))
+        };
+        if last == ".wh..wh..opq" {
+            for child in fs::read_dir(&dir).map_err(|e| self.io(&dir, e))? {
+                let child = child.map_err(|e| self.io(&dir, e))?;
+                remove(&child.path())?;
+            }
+            return Ok(());
+        }
+        let target = last.trim_start_matches(".wh.");
+        if target.is_empty() || target == "." || target == ".." {
+            return Err(self.refuse(entry, Violation::Unsupported("whiteout of nothing".into())));
+        }
+        remove(&dir.join(target))
     }
 
     fn symlink(&mut self, entry: &str, parts: &[String], target: &str) -> Result<(), ArchiveError> {
@@ -415,6 +508,10 @@ impl Unpacker {
             else {
                 continue;
             };
+            if self.layers && parts.last().is_some_and(|l| l.starts_with(".wh.")) {
+                self.whiteout(&raw, &parts)?;
+                continue;
+            }
             use tar::EntryType as T;
             match kind {
                 T::Regular | T::Continuous | T::GNUSparse => {

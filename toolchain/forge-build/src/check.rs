@@ -75,7 +75,7 @@ pub async fn check(
     let fresh_settings = BuildSettings {
         jobs: settings.jobs,
         fetch: FetchOptions {
-            source_dirs: vec![store.root().join("blobs/sha256")],
+            upstream: Some(store.clone()),
             offline: true,
             ..settings.fetch.clone()
         },

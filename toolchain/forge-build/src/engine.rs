@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use forge_fetch::{FetchOptions, FetchRequest, Fetcher, Progress};
+use forge_fetch::oci::ImageRequest;
+use forge_fetch::{FetchError, FetchOptions, FetchRequest, Fetcher, Progress};
 use forge_schema::recipe::SourceKind;
 use forge_store::{OutputRecord, Store};
 
@@ -63,33 +64,44 @@ pub struct Outcome {
     pub seconds: f64,
 }
 
-/// Sources the given recipes need, as fetch requests (URL sources only).
-fn fetch_requests(plan: &Plan, names: &[String]) -> Vec<FetchRequest> {
-    let mut out = Vec::new();
+/// Sources the given recipes need from outside the project: files and images.
+fn fetch_requests(plan: &Plan, names: &[String]) -> (Vec<FetchRequest>, Vec<ImageRequest>) {
+    let mut files = Vec::new();
+    let mut images = Vec::new();
     for n in names {
         let r = &plan.recipes[n];
         for s in &r.sources {
-            if let SourceKind::Url { urls, sha256 } = &s.source.kind {
-                out.push(FetchRequest {
-                    name: format!("{}/{}", r.recipe.name, s.source.name),
+            let name = format!("{}/{}", r.recipe.name, s.source.name);
+            match &s.source.kind {
+                SourceKind::Url { urls, integrity } => files.push(FetchRequest {
+                    name,
                     urls: urls.clone(),
-                    sha256: *sha256,
+                    integrity: *integrity,
                     file_name: s.source.file_name.clone(),
-                });
+                    accept: None,
+                }),
+                SourceKind::Oci(o) => images.push(ImageRequest {
+                    name,
+                    image: o.image.clone(),
+                    mirrors: o.mirrors.clone(),
+                    digest: o.digest,
+                    platform: o.platform.clone(),
+                }),
+                SourceKind::Path { .. } => {}
             }
         }
     }
-    out
+    (files, images)
 }
 
 /// Copies path sources into the store (files as they are, directories as tars).
 fn store_path_sources(plan: &Plan, store: &Store, names: &[String]) -> Result<(), BuildError> {
     for n in names {
         for s in &plan.recipes[n].sources {
-            let Some((abs, content)) = &s.local else {
+            let (Some((abs, content)), Some(sha256)) = (&s.local, s.sha256) else {
                 continue;
             };
-            if store.has_blob(&s.sha256) {
+            if store.has_blob(&sha256) {
                 continue;
             }
             let changed = || BuildError::Changed {
@@ -97,7 +109,7 @@ fn store_path_sources(plan: &Plan, store: &Store, names: &[String]) -> Result<()
                 name: s.source.name.clone(),
             };
             match content {
-                PathContent::File => match store.add_file(abs, &s.sha256) {
+                PathContent::File => match store.add_file(abs, &sha256) {
                     Err(forge_store::StoreError::HashMismatch { .. }) => return Err(changed()),
                     other => {
                         other?;
@@ -112,7 +124,7 @@ fn store_path_sources(plan: &Plan, store: &Store, names: &[String]) -> Result<()
                             recipe: n.clone(),
                             source: e,
                         })?;
-                    if sha != s.sha256 {
+                    if sha != sha256 {
                         return Err(changed());
                     }
                     store.commit_blob(tmp, &sha)?;
@@ -185,10 +197,26 @@ pub async fn prepare_sources(
             .await
             .map_err(|e| BuildError::Internal(e.to_string()))??;
     }
-    let requests = fetch_requests(plan, names);
-    if !requests.is_empty() {
-        let fetcher = Fetcher::new(settings.fetch.clone(), observer.progress())?;
-        fetcher.fetch_all(store, &requests).await?;
+    let (files, images) = fetch_requests(plan, names);
+    if files.is_empty() && images.is_empty() {
+        return Ok(());
+    }
+    let fetcher = Fetcher::new(settings.fetch.clone(), observer.progress())?;
+    // Offline, every missing file and image is reported together.
+    let mut missing = Vec::new();
+    let mut keep = |r: Result<(), FetchError>| match r {
+        Err(FetchError::Offline { missing: m }) => {
+            missing.extend(m);
+            Ok(())
+        }
+        other => other,
+    };
+    keep(fetcher.fetch_all(store, &files).await.map(|_| ()))?;
+    for i in &images {
+        keep(fetcher.fetch_image(store, i).await.map(|_| ()))?;
+    }
+    if !missing.is_empty() {
+        return Err(FetchError::Offline { missing }.into());
     }
     Ok(())
 }

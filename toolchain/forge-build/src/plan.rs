@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use forge_schema::Integrity;
 use forge_schema::diag::did_you_mean;
 use forge_schema::hash::{BUILDER_VERSION, HashInputs, recipe_hash};
 use forge_schema::lockfile::{DEFAULT_SOURCE_DATE_EPOCH, LockedRecipe, LockedSource, Lockfile};
@@ -25,7 +26,10 @@ pub enum PathContent {
 #[derive(Debug, Clone)]
 pub struct ResolvedSource {
     pub source: Source,
-    pub sha256: Sha256Digest,
+    /// The content's SHA-256 when known before fetching (path sources and URL sources
+    /// pinned by SHA-256); SHA-512 and image sources are found through the store's
+    /// source records once fetched.
+    pub sha256: Option<Sha256Digest>,
     /// For path sources: where it is on disk and whether it is a directory.
     pub local: Option<(PathBuf, PathContent)>,
 }
@@ -219,6 +223,42 @@ fn hash_path_source(
     }
 }
 
+impl ResolvedSource {
+    /// Its lockfile entry: where it comes from and what pins it.
+    pub fn locked(&self) -> LockedSource {
+        locked_source(self)
+    }
+}
+
+/// A source's lockfile entry: where it comes from and what pins it.
+fn locked_source(s: &ResolvedSource) -> LockedSource {
+    let mut l = LockedSource {
+        name: s.source.name.clone(),
+        urls: Vec::new(),
+        path: None,
+        image: None,
+        sha256: s.sha256,
+        sha512: None,
+        digest: None,
+        platform: None,
+    };
+    match &s.source.kind {
+        SourceKind::Url { urls, integrity } => {
+            l.urls = urls.clone();
+            if let Integrity::Sha512(d) = integrity {
+                l.sha512 = Some(*d);
+            }
+        }
+        SourceKind::Path { path, .. } => l.path = Some(path.as_str().to_string()),
+        SourceKind::Oci(o) => {
+            l.image = Some(o.image.to_string());
+            l.digest = Some(format!("sha256:{}", o.digest));
+            l.platform = Some(o.platform.to_string());
+        }
+    }
+    l
+}
+
 impl Plan {
     /// Resolves the whole project. `source_date_epoch` defaults to the lockfile's, else to
     /// [`DEFAULT_SOURCE_DATE_EPOCH`].
@@ -242,9 +282,14 @@ impl Plan {
             let mut path_hashes = BTreeMap::new();
             for s in &r.sources {
                 match &s.kind {
-                    SourceKind::Url { sha256, .. } => sources.push(ResolvedSource {
+                    SourceKind::Url { integrity, .. } => sources.push(ResolvedSource {
                         source: s.clone(),
-                        sha256: *sha256,
+                        sha256: integrity.sha256(),
+                        local: None,
+                    }),
+                    SourceKind::Oci(_) => sources.push(ResolvedSource {
+                        source: s.clone(),
+                        sha256: None,
                         local: None,
                     }),
                     SourceKind::Path {
@@ -283,7 +328,7 @@ impl Plan {
                         path_hashes.insert(s.name.clone(), sha);
                         sources.push(ResolvedSource {
                             source: s.clone(),
-                            sha256: sha,
+                            sha256: Some(sha),
                             local: Some((abs, content)),
                         });
                     }
@@ -361,22 +406,7 @@ impl Plan {
             version: r.recipe.version.clone(),
             hash: r.hash,
             inputs: r.recipe.inputs.clone(),
-            sources: r
-                .sources
-                .iter()
-                .map(|s| LockedSource {
-                    name: s.source.name.clone(),
-                    urls: match &s.source.kind {
-                        SourceKind::Url { urls, .. } => urls.clone(),
-                        SourceKind::Path { .. } => Vec::new(),
-                    },
-                    path: match &s.source.kind {
-                        SourceKind::Path { path, .. } => Some(path.as_str().to_string()),
-                        SourceKind::Url { .. } => None,
-                    },
-                    sha256: s.sha256,
-                })
-                .collect(),
+            sources: r.sources.iter().map(locked_source).collect(),
             layer_sha256: layer.map(|l| l.layer_sha256),
             layer_size: layer.map(|l| l.layer_size),
             content_sha256: layer.map(|l| l.content_sha256),

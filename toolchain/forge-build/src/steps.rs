@@ -13,7 +13,7 @@ use std::sync::Arc;
 use forge_archive::{Limits, resolve_in_root};
 use forge_layer::{FileData, Kind, LayerTree, Node};
 use forge_schema::paths::ImagePath;
-use forge_schema::recipe::{Action, Content, SYSUSERS_DIR, Step, UNIT_DIR, Unpack};
+use forge_schema::recipe::{Action, Content, SYSUSERS_DIR, SourceKind, Step, UNIT_DIR, Unpack};
 use forge_schema::{Hasher, Sha256Digest};
 use forge_store::Store;
 
@@ -103,7 +103,29 @@ impl Context<'_> {
                 .resolved
                 .source(name)
                 .ok_or_else(|| step_error(self.resolved, step, format!("no source `{name}`")))?;
-            let blob = self.store.blob_path(&src.sha256);
+            if let SourceKind::Oci(o) = &src.source.kind {
+                let m = self.image_tree(step, name, o)?;
+                self.unpacked.insert(name.to_string(), m);
+                return self
+                    .unpacked
+                    .get(name)
+                    .ok_or_else(|| step_error(self.resolved, step, format!("no source `{name}`")));
+            }
+            let sha256 = match (&src.source.kind, src.sha256) {
+                (_, Some(d)) => Some(d),
+                (SourceKind::Url { integrity, .. }, None) => {
+                    forge_fetch::stored_blob(self.store, integrity)
+                }
+                _ => None,
+            };
+            let Some(sha256) = sha256 else {
+                return Err(step_error(
+                    self.resolved,
+                    step,
+                    format!("source `{name}` is not in the store (fetch it first)"),
+                ));
+            };
+            let blob = self.store.blob_path(&sha256);
             let kind = match (&src.local, src.source.unpack) {
                 (Some((_, PathContent::Directory)), _) => Unpack::Tar,
                 (_, u) => u,
@@ -135,6 +157,60 @@ impl Context<'_> {
         self.unpacked
             .get(name)
             .ok_or_else(|| step_error(self.resolved, step, format!("no source `{name}`")))
+    }
+
+    /// An image source's file system: its layers (recorded in the store when it was
+    /// fetched) applied in order.
+    fn image_tree(
+        &self,
+        step: &Step,
+        name: &str,
+        o: &forge_schema::recipe::OciSource,
+    ) -> Result<Materialised, BuildError> {
+        let request = forge_fetch::oci::ImageRequest {
+            name: name.to_string(),
+            image: o.image.clone(),
+            mirrors: o.mirrors.clone(),
+            digest: o.digest,
+            platform: o.platform.clone(),
+        };
+        let record = self
+            .store
+            .record::<forge_store::SourceRecord>(&request.record_key())?
+            .ok_or_else(|| {
+                step_error(
+                    self.resolved,
+                    step,
+                    format!("image source `{name}` is not in the store (fetch it first)"),
+                )
+            })?;
+        let mut layers = Vec::new();
+        for l in &record.layers {
+            let kind = match forge_fetch::oci::layer_compression(&l.media_type) {
+                Some(forge_fetch::oci::LayerCompression::None) => Unpack::Tar,
+                Some(forge_fetch::oci::LayerCompression::Gzip) => Unpack::TarGz,
+                Some(forge_fetch::oci::LayerCompression::Zstd) => Unpack::TarZst,
+                None => {
+                    return Err(step_error(
+                        self.resolved,
+                        step,
+                        format!("image source `{name}`: layer media type `{}`", l.media_type),
+                    ));
+                }
+            };
+            layers.push((self.store.blob_path(&l.digest), kind));
+        }
+        let dest = self.work.join("sources").join(name);
+        fs::create_dir_all(&dest).map_err(|source| BuildError::Io {
+            path: dest.clone(),
+            source,
+        })?;
+        let label = format!(
+            "{} (source `{name}` of recipe `{}`)",
+            o.image, self.resolved.recipe.name
+        );
+        forge_archive::unpack_layers(&layers, &dest, &Limits::default(), &label)?;
+        Ok(Materialised::Tree(dest))
     }
 
     /// A host path inside a source, resolved as in a chroot.

@@ -15,9 +15,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use forge_schema::{Hasher, Sha256Digest};
-use forge_store::Store;
+use forge_schema::lockfile::{sha512_pin, source_record_key};
+use forge_schema::{Integrity, IntegrityHasher, Sha256Digest};
+use forge_store::{SourceRecord, Store};
 use futures_util::StreamExt;
+
+pub mod oci;
 
 /// One source to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,9 +28,30 @@ pub struct FetchRequest {
     /// How messages name it, e.g. `hello/tool`.
     pub name: String,
     pub urls: Vec<String>,
-    pub sha256: Sha256Digest,
+    /// The pin: SHA-256 (the store's key) or SHA-512.
+    pub integrity: Integrity,
     /// Looked up in source directories.
     pub file_name: String,
+    /// `Accept` header to send (registries serve manifests by media type).
+    pub accept: Option<String>,
+}
+
+impl FetchRequest {
+    /// A request for a file pinned by SHA-256.
+    pub fn sha256(
+        name: String,
+        urls: Vec<String>,
+        sha256: Sha256Digest,
+        file_name: String,
+    ) -> Self {
+        Self {
+            name,
+            urls,
+            integrity: Integrity::Sha256(sha256),
+            file_name,
+            accept: None,
+        }
+    }
 }
 
 /// Where a fetched source came from.
@@ -51,7 +75,7 @@ pub struct Fetched {
 pub struct Missing {
     pub name: String,
     pub file_name: String,
-    pub sha256: Sha256Digest,
+    pub integrity: Integrity,
     pub urls: Vec<String>,
 }
 
@@ -61,7 +85,7 @@ pub struct UrlFailure {
     pub url: String,
     pub reason: String,
     /// Set when the URL served bytes with another hash.
-    pub actual: Option<Sha256Digest>,
+    pub actual: Option<Integrity>,
 }
 
 /// Fetch errors.
@@ -70,25 +94,28 @@ pub enum FetchError {
     #[error("{} source(s) are not available offline:{}", missing.len(), list_missing(missing))]
     Offline { missing: Vec<Missing> },
     #[error(
-        "source `{name}`: sha256 mismatch for {url}\n  expected sha256: {expected}\n  actual sha256:   {actual}\nnothing was stored; if the new content is right, update the recipe's `sha256`"
+        "source `{name}`: {algo} mismatch for {url}\n  expected {algo}: {}\n  actual {algo}:   {}\nnothing was stored; if the new content is right, update the recipe's `{algo}`",
+        expected.to_hex(), actual.to_hex(), algo = expected.algorithm()
     )]
     HashMismatch {
         name: String,
         url: String,
-        expected: Sha256Digest,
-        actual: Sha256Digest,
+        expected: Box<Integrity>,
+        actual: Box<Integrity>,
     },
     #[error(
-        "source `{name}` (sha256 {sha256}) could not be fetched:{}",
+        "source `{name}` ({integrity}) could not be fetched:{}",
         list_failures(failures)
     )]
     Failed {
         name: String,
-        sha256: Sha256Digest,
+        integrity: Integrity,
         failures: Vec<UrlFailure>,
     },
-    #[error("source `{name}` has no URL and is in no source directory (sha256 {sha256})")]
-    NoUrl { name: String, sha256: Sha256Digest },
+    #[error("source `{name}` has no URL and is in no source directory ({integrity})")]
+    NoUrl { name: String, integrity: Integrity },
+    #[error("image source `{name}`: {reason}")]
+    Image { name: String, reason: String },
     #[error(transparent)]
     Store(#[from] forge_store::StoreError),
     #[error("cannot set up the HTTP client: {0}")]
@@ -99,10 +126,10 @@ fn list_missing(missing: &[Missing]) -> String {
     let mut s = String::new();
     for m in missing {
         s.push_str(&format!(
-            "\n  {} ({}, sha256 {}){}",
+            "\n  {} ({}, {}){}",
             m.name,
             m.file_name,
-            m.sha256,
+            m.integrity,
             m.urls
                 .first()
                 .map(|u| format!(" from {u}"))
@@ -155,6 +182,9 @@ impl Progress for NoProgress {
 #[derive(Clone)]
 pub struct FetchOptions {
     pub source_dirs: Vec<PathBuf>,
+    /// Another store to take sources from before anything else (verified copies), as
+    /// `--check` does to rebuild in a fresh store without the network.
+    pub upstream: Option<Arc<Store>>,
     pub offline: bool,
     /// Downloads at once.
     pub parallel: usize,
@@ -171,6 +201,7 @@ impl Default for FetchOptions {
     fn default() -> Self {
         Self {
             source_dirs: Vec::new(),
+            upstream: None,
             offline: false,
             parallel: 8,
             retries: 4,
@@ -186,11 +217,14 @@ pub struct Fetcher {
     client: reqwest::Client,
     options: FetchOptions,
     progress: Arc<dyn Progress>,
+    /// Anonymous bearer tokens of registries, by `realm service scope`.
+    tokens: tokio::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// What one attempt at one URL ended with.
 enum Attempt {
-    Done(Sha256Digest),
+    /// The SHA-256 and the digest in the pin's algorithm.
+    Done(Sha256Digest, Integrity),
     Transient(String, Option<Duration>),
     Permanent(String),
 }
@@ -207,6 +241,7 @@ impl Fetcher {
             client,
             options,
             progress,
+            tokens: Default::default(),
         })
     }
 
@@ -216,7 +251,7 @@ impl Fetcher {
         if self.options.offline {
             return Err(FetchError::Failed {
                 name: url.to_string(),
-                sha256: Sha256Digest::from_bytes([0; 32]),
+                integrity: Integrity::Sha256(Sha256Digest::from_bytes([0; 32])),
                 failures: vec![UrlFailure {
                     url: url.to_string(),
                     reason: "--offline forbids the network".into(),
@@ -241,7 +276,7 @@ impl Fetcher {
                 Ok(r) => {
                     return Err(FetchError::Failed {
                         name: url.to_string(),
-                        sha256: Sha256Digest::from_bytes([0; 32]),
+                        integrity: Integrity::Sha256(Sha256Digest::from_bytes([0; 32])),
                         failures: vec![UrlFailure {
                             url: url.to_string(),
                             reason: format!("HTTP {}", r.status()),
@@ -254,7 +289,7 @@ impl Fetcher {
             if attempt >= self.options.retries {
                 return Err(FetchError::Failed {
                     name: url.to_string(),
-                    sha256: Sha256Digest::from_bytes([0; 32]),
+                    integrity: Integrity::Sha256(Sha256Digest::from_bytes([0; 32])),
                     failures: vec![UrlFailure {
                         url: url.to_string(),
                         reason: format!("{reason} (gave up after {} attempts)", attempt + 1),
@@ -286,13 +321,13 @@ impl Fetcher {
     ) -> Result<Vec<Fetched>, FetchError> {
         let mut unique: Vec<&FetchRequest> = Vec::new();
         for r in requests {
-            if !unique.iter().any(|u| u.sha256 == r.sha256) {
+            if !unique.iter().any(|u| u.integrity == r.integrity) {
                 unique.push(r);
             }
         }
-        let results: Vec<(Sha256Digest, Result<Fetched, FetchError>)> =
+        let results: Vec<(Integrity, Result<Fetched, FetchError>)> =
             futures_util::stream::iter(unique)
-                .map(|r| async move { (r.sha256, self.fetch(store, r).await) })
+                .map(|r| async move { (r.integrity, self.fetch(store, r).await) })
                 .buffer_unordered(self.options.parallel.max(1))
                 .collect()
                 .await;
@@ -319,7 +354,7 @@ impl Fetcher {
         }
         Ok(requests
             .iter()
-            .filter_map(|r| done.get(&r.sha256).cloned())
+            .filter_map(|r| done.get(&r.integrity).cloned())
             .collect())
     }
 
@@ -335,7 +370,10 @@ impl Fetcher {
         // One process fetches a given blob at a time; the others wait, then find it.
         let lock = {
             let store = store.clone();
-            let key = format!("blob-{}", req.sha256);
+            let key = match &req.integrity {
+                Integrity::Sha256(d) => format!("blob-{d}"),
+                other => format!("blob-{}-{}", other.algorithm(), other.to_hex()),
+            };
             let name = req.name.clone();
             tokio::task::spawn_blocking(move || {
                 store.lock(&key, &|_| {
@@ -358,6 +396,17 @@ impl Fetcher {
         if let Some(found) = in_store(store, req) {
             return Ok(found);
         }
+        if let Some(up) = &self.options.upstream
+            && let Some(sha256) = stored_blob(up, &req.integrity)
+        {
+            let path = store.add_file(&up.blob_path(&sha256), &sha256)?;
+            record_alias(store, req, &sha256)?;
+            return Ok(Fetched {
+                sha256,
+                path,
+                origin: Origin::Store,
+            });
+        }
         if let Some(found) = self.find_in_source_dirs(store, req)? {
             return Ok(found);
         }
@@ -371,7 +420,7 @@ impl Fetcher {
                 missing: vec![Missing {
                     name: req.name.clone(),
                     file_name: req.file_name.clone(),
-                    sha256: req.sha256,
+                    integrity: req.integrity,
                     urls: req.urls.clone(),
                 }],
             });
@@ -379,13 +428,13 @@ impl Fetcher {
         if req.urls.is_empty() {
             return Err(FetchError::NoUrl {
                 name: req.name.clone(),
-                sha256: req.sha256,
+                integrity: req.integrity,
             });
         }
         let part = store
             .root()
             .join("tmp")
-            .join(format!("fetch-{}.part", req.sha256));
+            .join(format!("fetch-{}.part", req.integrity.to_hex()));
         let mut failures = Vec::new();
         for (index, url) in req.urls.iter().enumerate() {
             if self.options.offline && !url.starts_with("file://") {
@@ -395,26 +444,27 @@ impl Fetcher {
             // error says it all.
             let more = index + 1 < req.urls.len();
             match self.fetch_url(req, url, &part).await {
-                Ok(actual) if actual == req.sha256 => {
-                    let path = commit_part(store, &part, &req.sha256)?;
+                Ok((sha256, actual)) if actual == req.integrity => {
+                    let path = commit_part(store, &part, &sha256)?;
+                    record_alias(store, req, &sha256)?;
                     return Ok(Fetched {
-                        sha256: req.sha256,
+                        sha256,
                         path,
                         origin: Origin::Url(url.clone()),
                     });
                 }
-                Ok(actual) => {
+                Ok((_, actual)) => {
                     let _ = fs::remove_file(&part);
                     if more {
                         tracing::warn!(
-                            "source `{}`: {url} served content with sha256 {actual}, expected {}; trying the next URL",
+                            "source `{}`: {url} served content with {actual}, expected {}; trying the next URL",
                             req.name,
-                            req.sha256
+                            req.integrity
                         );
                     }
                     failures.push(UrlFailure {
                         url: url.clone(),
-                        reason: format!("content has sha256 {actual}, expected {}", req.sha256),
+                        reason: format!("content has {actual}, expected {}", req.integrity),
                         actual: Some(actual),
                     });
                 }
@@ -446,13 +496,13 @@ impl Fetcher {
             return Err(FetchError::HashMismatch {
                 name: req.name.clone(),
                 url: url.clone(),
-                expected: req.sha256,
-                actual: *actual,
+                expected: Box::new(req.integrity),
+                actual: Box::new(*actual),
             });
         }
         Err(FetchError::Failed {
             name: req.name.clone(),
-            sha256: req.sha256,
+            integrity: req.integrity,
             failures,
         })
     }
@@ -462,35 +512,51 @@ impl Fetcher {
         store: &Store,
         req: &FetchRequest,
     ) -> Result<Option<Fetched>, FetchError> {
-        let hex = req.sha256.to_hex();
+        let hex = req.integrity.to_hex();
+        let algo = req.integrity.algorithm();
         for dir in &self.options.source_dirs {
             for candidate in [
                 dir.join(&hex),
-                dir.join("sha256").join(&hex),
+                dir.join(algo).join(&hex),
+                // An OCI image layout (`blobs/sha256/<hex>`).
+                dir.join("blobs").join(algo).join(&hex),
                 dir.join(&req.file_name),
             ] {
                 if !candidate.is_file() {
                     continue;
                 }
-                match store.add_file(&candidate, &req.sha256) {
-                    Ok(path) => {
-                        tracing::debug!("source `{}` from {}", req.name, candidate.display());
-                        return Ok(Some(Fetched {
-                            sha256: req.sha256,
-                            path,
-                            origin: Origin::SourceDir(candidate),
-                        }));
+                let mut tmp = store.temp_file()?;
+                let copied = File::open(&candidate).and_then(|input| {
+                    copy_with(
+                        input,
+                        tmp.as_file_mut(),
+                        IntegrityHasher::for_pin(&req.integrity),
+                    )
+                });
+                let (sha256, actual) = match copied {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!("ignoring {}: {e}", candidate.display());
+                        continue;
                     }
-                    Err(forge_store::StoreError::HashMismatch { actual, .. }) => {
-                        tracing::warn!(
-                            "ignoring {}: its sha256 is {actual}, source `{}` needs {}",
-                            candidate.display(),
-                            req.name,
-                            req.sha256
-                        );
-                    }
-                    Err(e) => return Err(e.into()),
+                };
+                if actual != req.integrity {
+                    tracing::warn!(
+                        "ignoring {}: it has {actual}, source `{}` needs {}",
+                        candidate.display(),
+                        req.name,
+                        req.integrity
+                    );
+                    continue;
                 }
+                let path = store.commit_blob_unchecked(tmp, &sha256)?;
+                record_alias(store, req, &sha256)?;
+                tracing::debug!("source `{}` from {}", req.name, candidate.display());
+                return Ok(Some(Fetched {
+                    sha256,
+                    path,
+                    origin: Origin::SourceDir(candidate),
+                }));
             }
         }
         Ok(None)
@@ -502,15 +568,15 @@ impl Fetcher {
         req: &FetchRequest,
         url: &str,
         part: &Path,
-    ) -> Result<Sha256Digest, String> {
+    ) -> Result<(Sha256Digest, Integrity), String> {
         if let Some(path) = url.strip_prefix("file://") {
-            return copy_local(Path::new(path), part);
+            return copy_local(Path::new(path), part, &req.integrity);
         }
         let transfer = self.progress.start(&req.name, None);
         let mut attempt = 0;
         let result = loop {
-            match self.attempt(url, part, transfer.as_ref()).await {
-                Attempt::Done(d) => break Ok(d),
+            match self.attempt(req, url, part, transfer.as_ref()).await {
+                Attempt::Done(d, i) => break Ok((d, i)),
                 Attempt::Permanent(reason) => break Err(reason),
                 Attempt::Transient(reason, retry_after) => {
                     if attempt >= self.options.retries {
@@ -538,18 +604,20 @@ impl Fetcher {
     }
 
     /// One HTTP request, resuming from what `part` already holds.
-    async fn attempt(&self, url: &str, part: &Path, transfer: &dyn Transfer) -> Attempt {
-        let (mut hasher, offset) = match hash_part(part) {
+    async fn attempt(
+        &self,
+        req: &FetchRequest,
+        url: &str,
+        part: &Path,
+        transfer: &dyn Transfer,
+    ) -> Attempt {
+        let (mut hasher, offset) = match hash_part(part, &req.integrity) {
             Ok(v) => v,
             Err(e) => return Attempt::Permanent(format!("cannot read {}: {e}", part.display())),
         };
-        let mut request = self.client.get(url);
-        if offset > 0 {
-            request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
-        }
-        let response = match request.send().await {
+        let response = match self.send(url, offset, req.accept.as_deref()).await {
             Ok(r) => r,
-            Err(e) => return Attempt::Transient(describe(&e), None),
+            Err(reason) => return Attempt::Transient(reason, None),
         };
         let status = response.status();
         let resumed = status == reqwest::StatusCode::PARTIAL_CONTENT
@@ -587,7 +655,7 @@ impl Fetcher {
             }
         } else {
             // Full response (also when the server ignored our range): start over.
-            hasher = Hasher::new();
+            hasher = IntegrityHasher::for_pin(&req.integrity);
             match File::create(part) {
                 Ok(f) => (f, 0),
                 Err(e) => {
@@ -624,8 +692,138 @@ impl Fetcher {
         if let Err(e) = file.sync_all() {
             return Attempt::Permanent(format!("cannot write {}: {e}", part.display()));
         }
-        Attempt::Done(hasher.finish())
+        let (sha256, integrity) = hasher.finish();
+        Attempt::Done(sha256, integrity)
     }
+
+    /// Sends a GET (from `offset` when resuming). A registry that answers 401 with a
+    /// `Bearer` challenge gets an anonymous token from its realm, and the request is sent
+    /// again with it (the token is cached for later requests of the same scope).
+    async fn send(
+        &self,
+        url: &str,
+        offset: u64,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, String> {
+        let build = |token: Option<&str>| {
+            let mut request = self.client.get(url);
+            if offset > 0 {
+                request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+            }
+            if let Some(a) = accept {
+                request = request.header(reqwest::header::ACCEPT, a);
+            }
+            if let Some(t) = token {
+                request = request.bearer_auth(t);
+            }
+            request
+        };
+        let cached = self.cached_token(url).await;
+        let response = build(cached.as_deref())
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        if response.status() != reqwest::StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let Some(challenge) = response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(oci::BearerChallenge::parse)
+        else {
+            return Ok(response);
+        };
+        let token = self.token(&challenge).await?;
+        self.tokens
+            .lock()
+            .await
+            .insert(token_scope_key(url), token.clone());
+        build(Some(&token)).send().await.map_err(|e| describe(&e))
+    }
+
+    async fn cached_token(&self, url: &str) -> Option<String> {
+        self.tokens.lock().await.get(&token_scope_key(url)).cloned()
+    }
+
+    /// An anonymous token from a registry's token service.
+    async fn token(&self, challenge: &oci::BearerChallenge) -> Result<String, String> {
+        let mut url = reqwest::Url::parse(&challenge.realm)
+            .map_err(|e| format!("token service `{}`: {e}", challenge.realm))?;
+        for (k, v) in challenge.query() {
+            url.query_pairs_mut().append_pair(k, &v);
+        }
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("token service {}: {}", challenge.realm, describe(&e)))?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "token service {} answered HTTP {}",
+                challenge.realm,
+                response.status()
+            ));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| format!("token service {}: {}", challenge.realm, describe(&e)))?;
+        oci::token_from_response(&body)
+            .ok_or_else(|| format!("token service {} sent no token", challenge.realm))
+    }
+}
+
+/// Tokens are scoped to a repository: key them by the URL up to `/manifests/` or `/blobs/`.
+fn token_scope_key(url: &str) -> String {
+    for marker in ["/manifests/", "/blobs/"] {
+        if let Some((base, _)) = url.split_once(marker) {
+            return base.to_string();
+        }
+    }
+    url.to_string()
+}
+
+/// For sources the store cannot find by their own pin (SHA-512), records which blob they
+/// are.
+fn record_alias(
+    store: &Store,
+    req: &FetchRequest,
+    sha256: &Sha256Digest,
+) -> Result<(), FetchError> {
+    if let Integrity::Sha512(d) = &req.integrity {
+        let pin = sha512_pin(d);
+        store.commit_record(&SourceRecord {
+            key: source_record_key(&pin),
+            pin,
+            blob: Some(*sha256),
+            manifests: Vec::new(),
+            layers: Vec::new(),
+        })?;
+    }
+    Ok(())
+}
+
+/// Copies `input` to `out` through `hasher`.
+fn copy_with(
+    mut input: impl Read,
+    out: &mut File,
+    mut hasher: IntegrityHasher,
+) -> io::Result<(Sha256Digest, Integrity)> {
+    let mut buf = vec![0u8; forge_store::fsutil::IO_BUFFER];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        out.write_all(&buf[..n])?;
+        hasher.update(&buf[..n]);
+    }
+    out.flush()?;
+    Ok(hasher.finish())
 }
 
 fn describe(e: &reqwest::Error) -> String {
@@ -649,18 +847,30 @@ fn content_range_start(r: &reqwest::Response) -> Option<u64> {
     rest.split('-').next()?.trim().parse().ok()
 }
 
+/// The blob a pin resolves to in the store, if it is there.
+pub fn stored_blob(store: &Store, integrity: &Integrity) -> Option<Sha256Digest> {
+    let sha256 = match integrity {
+        Integrity::Sha256(d) => *d,
+        Integrity::Sha512(d) => {
+            let key = source_record_key(&sha512_pin(d));
+            store.record::<SourceRecord>(&key).ok().flatten()?.blob?
+        }
+    };
+    store.has_blob(&sha256).then_some(sha256)
+}
+
 /// The source, if the store has it already.
 fn in_store(store: &Store, req: &FetchRequest) -> Option<Fetched> {
-    store.has_blob(&req.sha256).then(|| Fetched {
-        sha256: req.sha256,
-        path: store.blob_path(&req.sha256),
+    stored_blob(store, &req.integrity).map(|sha256| Fetched {
+        sha256,
+        path: store.blob_path(&sha256),
         origin: Origin::Store,
     })
 }
 
 /// Hash and length of what a partial download already holds.
-fn hash_part(part: &Path) -> io::Result<(Hasher, u64)> {
-    let mut hasher = Hasher::new();
+fn hash_part(part: &Path, pin: &Integrity) -> io::Result<(IntegrityHasher, u64)> {
+    let mut hasher = IntegrityHasher::for_pin(pin);
     let mut f = match File::open(part) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((hasher, 0)),
@@ -678,11 +888,15 @@ fn hash_part(part: &Path) -> io::Result<(Hasher, u64)> {
     Ok((hasher, len))
 }
 
-fn copy_local(src: &Path, part: &Path) -> Result<Sha256Digest, String> {
+fn copy_local(
+    src: &Path,
+    part: &Path,
+    pin: &Integrity,
+) -> Result<(Sha256Digest, Integrity), String> {
     let input = File::open(src).map_err(|e| format!("cannot read {}: {e}", src.display()))?;
     let mut out =
         File::create(part).map_err(|e| format!("cannot write {}: {e}", part.display()))?;
-    let (d, _) = forge_store::fsutil::copy_hashing(input, &mut out)
+    let d = copy_with(input, &mut out, IntegrityHasher::for_pin(pin))
         .map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
     out.sync_all().map_err(|e| e.to_string())?;
     Ok(d)

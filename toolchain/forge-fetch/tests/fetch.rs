@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use forge_fetch::{FetchError, FetchOptions, FetchRequest, Fetcher, NoProgress, Origin};
-use forge_schema::Sha256Digest;
+use forge_schema::{Integrity, Sha256Digest, Sha512Digest};
 use forge_store::Store;
 use forge_test_support::http::{Fault, FileServer};
 
@@ -48,12 +48,23 @@ fn fetcher(opts: FetchOptions) -> Fetcher {
 }
 
 fn req(name: &str, urls: Vec<String>, bytes: &[u8]) -> FetchRequest {
-    FetchRequest {
-        name: name.into(),
+    FetchRequest::sha256(
+        name.into(),
         urls,
-        sha256: Sha256Digest::of(bytes),
-        file_name: format!("{name}.bin"),
+        Sha256Digest::of(bytes),
+        format!("{name}.bin"),
+    )
+}
+
+fn req512(name: &str, urls: Vec<String>, bytes: &[u8]) -> FetchRequest {
+    FetchRequest {
+        integrity: Integrity::Sha512(Sha512Digest::of(bytes)),
+        ..req(name, urls, bytes)
     }
+}
+
+fn sha(r: &FetchRequest) -> Sha256Digest {
+    r.integrity.sha256().unwrap()
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -143,7 +154,7 @@ fn gives_up_after_retries() {
         msg.contains("HTTP 502") && msg.contains("gave up after 3 attempts"),
         "{msg}"
     );
-    assert!(!e.store.has_blob(&r.sha256));
+    assert!(!e.store.has_blob(&sha(&r)));
 }
 
 #[test]
@@ -193,7 +204,7 @@ fn resumes_a_part_left_by_a_killed_run() {
         .store
         .root()
         .join("tmp")
-        .join(format!("fetch-{}.part", r.sha256));
+        .join(format!("fetch-{}.part", sha(&r)));
     fs::write(&part, &bytes[..40_000]).unwrap();
     let got = rt()
         .block_on(fetcher(FetchOptions::default()).fetch(&e.store, &r))
@@ -219,7 +230,7 @@ fn hash_mismatch_names_both_hashes_and_stores_nothing() {
     assert!(msg.contains(&e.server.url("a.bin")), "{msg}");
     assert!(msg.contains(&Sha256Digest::of(&pinned).to_hex()), "{msg}");
     assert!(msg.contains(&Sha256Digest::of(&served).to_hex()), "{msg}");
-    assert!(!e.store.has_blob(&r.sha256));
+    assert!(!e.store.has_blob(&sha(&r)));
     assert!(!e.store.has_blob(&Sha256Digest::of(&served)));
     assert!(tmp_is_empty(&e));
 }
@@ -306,4 +317,68 @@ fn parallel_fetch_dedupes() {
         .unwrap();
     assert_eq!(got.len(), 13);
     assert_eq!(e.server.seen().len(), 12);
+}
+
+#[test]
+fn sha512_pins_are_verified_and_found_again() {
+    let e = env();
+    let bytes = data(200_000, 9);
+    e.server.put("k.tgz", bytes.clone());
+    e.server.fault("k.tgz", Fault::CutAfter(70_000));
+    let r = req512("k", vec![e.server.url("k.tgz")], &bytes);
+    let f = fetcher(FetchOptions::default());
+    let got = rt().block_on(f.fetch(&e.store, &r)).unwrap();
+    // Stored under its SHA-256, resumed after the cut with both hashes carried over.
+    assert_eq!(got.sha256, Sha256Digest::of(&bytes));
+    assert_eq!(fs::read(&got.path).unwrap(), bytes);
+    assert_eq!(
+        forge_fetch::stored_blob(&e.store, &r.integrity),
+        Some(Sha256Digest::of(&bytes))
+    );
+    // A second fetch (offline) finds it through the source record.
+    let offline = fetcher(FetchOptions {
+        offline: true,
+        ..FetchOptions::default()
+    });
+    let again = rt().block_on(offline.fetch(&e.store, &r)).unwrap();
+    assert_eq!(again.origin, Origin::Store);
+    assert!(tmp_is_empty(&e));
+}
+
+#[test]
+fn sha512_mismatch_names_both_sha512s() {
+    let e = env();
+    e.server.put("k.tgz", b"evil".to_vec());
+    let r = req512("k", vec![e.server.url("k.tgz")], b"good");
+    let err = rt()
+        .block_on(fetcher(FetchOptions::default()).fetch(&e.store, &r))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("sha512 mismatch"), "{msg}");
+    assert!(msg.contains(&Sha512Digest::of(b"good").to_hex()), "{msg}");
+    assert!(msg.contains(&Sha512Digest::of(b"evil").to_hex()), "{msg}");
+    assert!(!e.store.has_blob(&Sha256Digest::of(b"evil")));
+    assert!(tmp_is_empty(&e));
+}
+
+#[test]
+fn sha512_from_a_source_dir_by_name() {
+    let e = env();
+    let bytes = data(5000, 3);
+    let dir = e.dir.join("srcdir");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("k.bin"), &bytes).unwrap();
+    // A file with the right name but wrong content is skipped.
+    let other = e.dir.join("other");
+    fs::create_dir_all(&other).unwrap();
+    fs::write(other.join("k.bin"), b"wrong").unwrap();
+    let r = req512("k", vec![], &bytes);
+    let f = fetcher(FetchOptions {
+        source_dirs: vec![other, dir.clone()],
+        offline: true,
+        ..FetchOptions::default()
+    });
+    let got = rt().block_on(f.fetch(&e.store, &r)).unwrap();
+    assert_eq!(got.origin, Origin::SourceDir(dir.join("k.bin")));
+    assert_eq!(got.sha256, Sha256Digest::of(&bytes));
 }

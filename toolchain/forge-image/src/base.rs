@@ -83,12 +83,12 @@ pub async fn resolve_base(
                 reason: format!("bad sha256 for {name}: {e}"),
             })
         })?;
-        let request = FetchRequest {
-            name: format!("debian index {suite}/{name}"),
-            urls: vec![format!("{}/dists/{suite}/{name}", archive.mirror)],
+        let request = FetchRequest::sha256(
+            format!("debian index {suite}/{name}"),
+            vec![format!("{}/dists/{suite}/{name}", archive.mirror)],
             sha256,
-            file_name: format!("{suite}_{}", name.replace('/', "_")),
-        };
+            format!("{suite}_{}", name.replace('/', "_")),
+        );
         let fetched = fetcher.fetch(store, &request).await?;
         let file = std::fs::File::open(&fetched.path).map_err(|source| ImageError::Io {
             path: fetched.path.clone(),
@@ -140,16 +140,18 @@ pub async fn resolve_base(
 /// supply a .deb the mirror no longer serves.
 pub fn deb_requests(debs: &[&LockedDeb], mirror: Option<&str>) -> Vec<FetchRequest> {
     debs.iter()
-        .map(|d| FetchRequest {
-            name: format!(
-                "debian package {}={} ({})",
-                d.package, d.version, d.architecture
-            ),
-            urls: mirror
-                .map(|m| vec![format!("{m}/{}", d.path)])
-                .unwrap_or_default(),
-            sha256: d.sha256,
-            file_name: d.path.rsplit('/').next().unwrap_or(&d.path).to_string(),
+        .map(|d| {
+            FetchRequest::sha256(
+                format!(
+                    "debian package {}={} ({})",
+                    d.package, d.version, d.architecture
+                ),
+                mirror
+                    .map(|m| vec![format!("{m}/{}", d.path)])
+                    .unwrap_or_default(),
+                d.sha256,
+                d.path.rsplit('/').next().unwrap_or(&d.path).to_string(),
+            )
         })
         .collect()
 }

@@ -69,7 +69,7 @@ pub async fn check(
     let fresh = Arc::new(Store::open(scratch.path(), &|_| {})?);
     let mut fresh_options = warm.clone();
     fresh_options.build.fetch = FetchOptions {
-        source_dirs: vec![store.root().join("blobs/sha256")],
+        upstream: Some(store.clone()),
         offline: true,
         ..options.build.fetch.clone()
     };

@@ -96,15 +96,16 @@ pub struct Prepared {
     pub tools: Tools,
 }
 
-/// Everything but the image builds themselves.
-pub async fn prepare(
+/// Decides each image's package set and computes its inputs (and so its hash), without
+/// building anything: what `forge lock` needs.
+pub async fn resolve_inputs(
     plan: &Arc<Plan>,
     images: &[&Image],
     lock: &Lockfile,
     store: &Arc<Store>,
     options: &ImageOptions,
-    observer: Arc<dyn Observer>,
-) -> Result<Prepared, ImageError> {
+    observer: &dyn Observer,
+) -> Result<(Vec<ImageInputs>, Tools), ImageError> {
     let tools = Tools::detect(images)?;
     for (tool, version) in &tools.versions {
         if let Some(locked) = lock.tools.get(tool)
@@ -173,6 +174,59 @@ pub async fn prepare(
             }
         }
     }
+    let inputs: Vec<ImageInputs> = images
+        .iter()
+        .zip(sets)
+        .map(|(image, (debs, signed_by))| {
+            ImageInputs::new(plan, image, debs, signed_by, &tools.versions, lock)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((inputs, tools))
+}
+
+/// The lockfile entries of `images` without building them: package sets, tool versions and
+/// image hashes. An image whose hash is unchanged keeps its recorded output.
+pub async fn lock_images(
+    plan: &Arc<Plan>,
+    images: &[&Image],
+    lock: &Lockfile,
+    store: &Arc<Store>,
+    options: &ImageOptions,
+    observer: Arc<dyn Observer>,
+) -> Result<ImagesResult, ImageError> {
+    let (inputs, tools) =
+        resolve_inputs(plan, images, lock, store, options, observer.as_ref()).await?;
+    let mut result = ImagesResult {
+        tools: tools.versions.clone(),
+        ..ImagesResult::default()
+    };
+    for i in inputs {
+        let mut entry = i.locked.clone();
+        if let Some(prev) = lock.images.get(&entry.name)
+            && prev.hash == entry.hash
+        {
+            entry.output_sha256 = prev.output_sha256;
+            entry.output_size = prev.output_size;
+        }
+        result.entries.insert(entry.name.clone(), entry);
+        for d in &i.debs {
+            result.debs.insert(d.key(), d.clone());
+        }
+    }
+    Ok(result)
+}
+
+/// Everything but the image builds themselves.
+pub async fn prepare(
+    plan: &Arc<Plan>,
+    images: &[&Image],
+    lock: &Lockfile,
+    store: &Arc<Store>,
+    options: &ImageOptions,
+    observer: Arc<dyn Observer>,
+) -> Result<Prepared, ImageError> {
+    let (inputs, tools) =
+        resolve_inputs(plan, images, lock, store, options, observer.as_ref()).await?;
 
     // Layers.
     let mut recipes: Vec<String> = Vec::new();
@@ -189,13 +243,6 @@ pub async fn prepare(
         engine::build(plan, store, &recipes, &options.build, observer.clone()).await?
     };
 
-    let inputs: Vec<ImageInputs> = images
-        .iter()
-        .zip(sets)
-        .map(|(image, (debs, signed_by))| {
-            ImageInputs::new(plan, image, debs, signed_by, &tools.versions, lock)
-        })
-        .collect::<Result<_, _>>()?;
     let refs: Vec<&ImageInputs> = inputs.iter().collect();
     fetch_debs(
         &refs,

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::digest::Sha256Digest;
+use crate::digest::{Integrity, Sha256Digest, Sha512Digest};
+use crate::oci::Platform;
 use crate::recipe::{Action, ParamValue, Parameter, Recipe, SourceKind, Unpack};
 
 /// Version tag of the layer builder. Bump it whenever a change to forge changes the bytes of
@@ -42,6 +43,13 @@ pub struct HashInputs<'a> {
 struct SourceView<'a> {
     name: &'a str,
     sha256: Option<Sha256Digest>,
+    /// Only for sources pinned by SHA-512 (absent otherwise, so the encoding of every
+    /// other recipe is unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha512: Option<Sha512Digest>,
+    /// Only for image sources: manifest digest and platform.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<(Sha256Digest, &'a Platform)>,
     unpack: Unpack,
     strip_components: u32,
 }
@@ -78,8 +86,20 @@ pub fn canonical_encoding(recipe: &Recipe, ctx: &HashInputs<'_>) -> Vec<u8> {
             .map(|s| SourceView {
                 name: &s.name,
                 sha256: match &s.kind {
-                    SourceKind::Url { sha256, .. } => Some(*sha256),
+                    SourceKind::Url { integrity, .. } => integrity.sha256(),
                     SourceKind::Path { .. } => ctx.path_sources.get(&s.name).copied(),
+                    SourceKind::Oci(_) => None,
+                },
+                sha512: match &s.kind {
+                    SourceKind::Url {
+                        integrity: Integrity::Sha512(d),
+                        ..
+                    } => Some(*d),
+                    _ => None,
+                },
+                image: match &s.kind {
+                    SourceKind::Oci(o) => Some((o.digest, &o.platform)),
+                    _ => None,
                 },
                 unpack: s.unpack,
                 strip_components: s.strip_components,

@@ -8,9 +8,10 @@ pub mod digest;
 pub mod hash;
 pub mod image;
 pub mod lockfile;
+pub mod oci;
 pub mod paths;
 pub mod recipe;
 pub mod unit;
 
 pub use diag::{Diagnostics, SourceFile, TomlError};
-pub use digest::{Hasher, Sha256Digest};
+pub use digest::{Hasher, Integrity, IntegrityHasher, Sha256Digest, Sha512Digest};

@@ -12,7 +12,7 @@ use toml::Spanned;
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
 
 use crate::diag::{Diagnostics, SourceFile};
-use crate::digest::Sha256Digest;
+use crate::digest::{Sha256Digest, Sha512Digest};
 
 /// File name of the lockfile at the project root.
 pub const LOCKFILE_NAME: &str = "lockfile.toml";
@@ -145,7 +145,58 @@ pub struct LockedSource {
     pub urls: Vec<String>,
     #[serde(default)]
     pub path: Option<String>,
-    pub sha256: Sha256Digest,
+    /// An image source's repository (`registry/repository[:tag]`).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The content's SHA-256 (URL and path sources pinned by SHA-256).
+    #[serde(default)]
+    pub sha256: Option<Sha256Digest>,
+    /// The content's SHA-512 (URL sources upstream pins only by SHA-512).
+    #[serde(default)]
+    pub sha512: Option<Sha512Digest>,
+    /// An image source's manifest digest (`sha256:...`).
+    #[serde(default)]
+    pub digest: Option<String>,
+    #[serde(default)]
+    pub platform: Option<String>,
+}
+
+impl LockedSource {
+    /// What pins the content, as one line (`sha256 ...`, `sha512 ...`, `image sha256:... linux/amd64`).
+    pub fn pin(&self) -> String {
+        match (&self.sha256, &self.sha512, &self.digest) {
+            (Some(d), _, _) => format!("sha256 {d}"),
+            (None, Some(d), _) => sha512_pin(d),
+            (None, None, Some(d)) => {
+                image_pin(d, self.platform.as_deref().unwrap_or("linux/amd64"))
+            }
+            (None, None, None) => "(no pin)".to_string(),
+        }
+    }
+
+    /// The key of the store's source record for sources the store does not file under
+    /// their own SHA-256 (SHA-512 pins and images).
+    pub fn record_key(&self) -> Option<Sha256Digest> {
+        if self.sha256.is_some() {
+            return None;
+        }
+        (self.sha512.is_some() || self.digest.is_some()).then(|| source_record_key(&self.pin()))
+    }
+}
+
+/// The pin line of a source pinned by SHA-512.
+pub fn sha512_pin(d: &Sha512Digest) -> String {
+    format!("sha512 {d}")
+}
+
+/// The pin line of an image source (`digest` is `sha256:<hex>`).
+pub fn image_pin(digest: &str, platform: &str) -> String {
+    format!("image {digest} {platform}")
+}
+
+/// The store key of a source record: what a fetched SHA-512 or image source resolved to.
+pub fn source_record_key(pin: &str) -> Sha256Digest {
+    Sha256Digest::of(format!("forge-source-record/1\n{pin}\n").as_bytes())
 }
 
 #[derive(Deserialize)]
@@ -281,10 +332,24 @@ impl Lockfile {
                 if let Some(p) = &s.path {
                     st["path"] = value(p.as_str());
                 }
+                if let Some(i) = &s.image {
+                    st["image"] = value(i.as_str());
+                }
                 if !s.urls.is_empty() {
                     st["urls"] = value(string_array(&s.urls));
                 }
-                st["sha256"] = value(s.sha256.to_hex());
+                if let Some(d) = &s.sha256 {
+                    st["sha256"] = value(d.to_hex());
+                }
+                if let Some(d) = &s.sha512 {
+                    st["sha512"] = value(d.to_hex());
+                }
+                if let Some(d) = &s.digest {
+                    st["digest"] = value(d.as_str());
+                }
+                if let Some(p) = &s.platform {
+                    st["platform"] = value(p.as_str());
+                }
                 sources.push(st);
             }
             if !sources.is_empty() {
@@ -370,8 +435,9 @@ pub enum Change {
     Source {
         recipe: String,
         source: String,
-        old: Option<Sha256Digest>,
-        new: Option<Sha256Digest>,
+        /// The pins, as [`LockedSource::pin`] writes them.
+        old: Option<String>,
+        new: Option<String>,
     },
     RecipeHash {
         recipe: String,
@@ -420,9 +486,9 @@ impl fmt::Display for Change {
                 new,
             } => write!(
                 f,
-                "source `{source}` of recipe `{recipe}` changed: locked sha256 {}, now sha256 {}",
-                opt(old),
-                opt(new)
+                "source `{source}` of recipe `{recipe}` changed: locked {}, now {}",
+                old.as_deref().unwrap_or("(none)"),
+                new.as_deref().unwrap_or("(none)")
             ),
             Change::RecipeHash { recipe, old, new } => {
                 write!(
@@ -430,6 +496,14 @@ impl fmt::Display for Change {
                     "recipe `{recipe}` changed (its definition, parameters or inputs): locked hash {old}, now {new}"
                 )
             }
+            Change::Layer {
+                recipe,
+                old: None,
+                new: Some(new),
+            } => write!(
+                f,
+                "layer of recipe `{recipe}` (sha256 {new}) is not recorded yet; run `forge build` without --locked to record it"
+            ),
             Change::Layer { recipe, old, new } => write!(
                 f,
                 "layer of recipe `{recipe}` differs: locked sha256 {}, built sha256 {}",
@@ -486,15 +560,17 @@ pub fn changes(old: &Lockfile, new: &Lockfile, scope: Option<&[String]>) -> Vec<
             .collect::<std::collections::BTreeSet<_>>()
         {
             let (os, ns) = (olds.get(key), news.get(key));
-            if os.map(|s| s.sha256) != ns.map(|s| s.sha256) {
+            if os.map(|s| s.pin()) != ns.map(|s| s.pin()) {
                 source_changed = true;
                 out.push(Change::Source {
                     recipe: name.clone(),
                     source: (*key).to_string(),
-                    old: os.map(|s| s.sha256),
-                    new: ns.map(|s| s.sha256),
+                    old: os.map(|s| s.pin()),
+                    new: ns.map(|s| s.pin()),
                 });
-            } else if os.map(|s| (&s.urls, &s.path)) != ns.map(|s| (&s.urls, &s.path)) {
+            } else if os.map(|s| (&s.urls, &s.path, &s.image))
+                != ns.map(|s| (&s.urls, &s.path, &s.image))
+            {
                 out.push(Change::Other {
                     recipe: name.clone(),
                     what: "the URLs or path of a source",
@@ -622,7 +698,14 @@ fn image_changes(old: &Lockfile, new: &Lockfile, out: &mut Vec<Change>) {
                 o.hash, n.hash
             )));
         }
-        if o.hash == n.hash && o.output_sha256 != n.output_sha256 {
+        if o.hash == n.hash
+            && o.output_sha256.is_none()
+            && let Some(built) = n.output_sha256
+        {
+            out.push(change(format!(
+                "output (sha256 {built}) is not recorded yet; run `forge build` without --locked to record it"
+            )));
+        } else if o.hash == n.hash && o.output_sha256 != n.output_sha256 {
             out.push(change(format!(
                 "output differs: locked sha256 {}, built sha256 {}",
                 o.output_sha256
@@ -652,13 +735,21 @@ mod tests {
                         name: "z".into(),
                         urls: vec!["https://a/z.tgz".into()],
                         path: None,
-                        sha256: Sha256Digest::of(b"z"),
+                        image: None,
+                        sha256: Some(Sha256Digest::of(b"z")),
+                        sha512: None,
+                        digest: None,
+                        platform: None,
                     },
                     LockedSource {
                         name: "a".into(),
                         urls: vec![],
                         path: Some("files/a.txt".into()),
-                        sha256: Sha256Digest::of(b"a"),
+                        image: None,
+                        sha256: Some(Sha256Digest::of(b"a")),
+                        sha512: None,
+                        digest: None,
+                        platform: None,
                     },
                 ],
                 layer_sha256: Some(Sha256Digest::of(b"l")),
@@ -689,7 +780,7 @@ mod tests {
         let old = sample();
         let mut new = sample();
         let r = new.recipes.get_mut("hello").unwrap();
-        r.sources[1].sha256 = Sha256Digest::of(b"a2");
+        r.sources[1].sha256 = Some(Sha256Digest::of(b"a2"));
         r.hash = Sha256Digest::of(b"h2");
         let c = changes(&old, &new, None);
         assert_eq!(c.len(), 1, "{c:?}");

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::diag::{Diagnostics, SourceFile, TomlError, did_you_mean};
-use crate::digest::Sha256Digest;
+use crate::digest::{Integrity, Sha256Digest};
+use crate::oci::{ImageRef, Platform};
 use crate::paths::{ImagePath, RelPath, check_name};
 
 /// How a source is unpacked before steps read it.
@@ -128,10 +129,10 @@ pub struct Parameter {
 /// Where a source's bytes come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceKind {
-    /// Fetched from the first URL that serves bytes with this SHA-256.
+    /// Fetched from the first URL that serves bytes with this hash (SHA-256 or SHA-512).
     Url {
         urls: Vec<String>,
-        sha256: Sha256Digest,
+        integrity: Integrity,
     },
     /// A file or directory of the project, hashed when the recipe is resolved.
     /// An optional `sha256` pins its content like a URL source.
@@ -139,6 +140,21 @@ pub enum SourceKind {
         path: RelPath,
         sha256: Option<Sha256Digest>,
     },
+    /// The file system of a container image, pinned by the digest of its manifest (or
+    /// index), fetched from the registry (or a mirror) and verified blob by blob.
+    Oci(OciSource),
+}
+
+/// An `image` source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OciSource {
+    pub image: ImageRef,
+    /// Other places serving the same repository, tried in order after `image`.
+    pub mirrors: Vec<ImageRef>,
+    /// Digest of the manifest or index (`sha256:...` in the recipe).
+    pub digest: Sha256Digest,
+    /// Which manifest of an index to use.
+    pub platform: Platform,
 }
 
 /// A fixed-output input of a recipe.
@@ -152,6 +168,15 @@ pub struct Source {
     /// path segment or the path's file name.
     pub file_name: String,
     pub span: Range<usize>,
+}
+
+impl Source {
+    /// Whether steps may name members of it: an unpacked archive, an image's file system,
+    /// or a path source (which may be a directory).
+    pub fn may_have_members(&self) -> bool {
+        self.unpack.is_archive()
+            || matches!(self.kind, SourceKind::Path { .. } | SourceKind::Oci(_))
+    }
 }
 
 /// Numeric owner of an entry in a layer.
@@ -302,6 +327,16 @@ struct RawSource {
     path: Option<Spanned<String>>,
     #[serde(default)]
     sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    sha512: Option<Spanned<String>>,
+    #[serde(default)]
+    image: Option<Spanned<String>>,
+    #[serde(default)]
+    mirrors: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    digest: Option<Spanned<String>>,
+    #[serde(default)]
+    platform: Option<Spanned<String>>,
     #[serde(default)]
     unpack: Option<Spanned<Unpack>>,
     #[serde(default)]
@@ -710,23 +745,72 @@ fn check_source(c: &mut Checker<'_>, s: &Spanned<RawSource>) -> Option<Source> {
             "`strip-components` needs an archive (`unpack` = tar, tar.gz, zip, deb, ...)",
         );
     }
-    let kind = match (&r.urls, &r.path) {
-        (Some(_), Some(p)) => {
-            c.err(
-                p.span(),
-                format!("source `{name}` has both `urls` and `path`; give one"),
-            );
-            return None;
+    let sha512 =
+        r.sha512.as_ref().and_then(
+            |h| match h.get_ref().parse::<crate::digest::Sha512Digest>() {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    c.err_help(
+                        h.span(),
+                        format!("invalid sha512: {e}"),
+                        "copy it from the upstream checksum file (hex or `sha512-<base64>`)",
+                    );
+                    None
+                }
+            },
+        );
+    let given: Vec<(&str, Range<usize>)> = [
+        r.urls.as_ref().map(|u| ("urls", u.span())),
+        r.path.as_ref().map(|p| ("path", p.span())),
+        r.image.as_ref().map(|i| ("image", i.span())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if given.len() > 1 {
+        c.err(
+            given[1].1.clone(),
+            format!(
+                "source `{name}` has both `{}` and `{}`; give one",
+                given[0].0, given[1].0
+            ),
+        );
+        return None;
+    }
+    // Keys that belong to another kind of source.
+    let misplaced = |c: &mut Checker<'_>, key: &str, span: Range<usize>, kind: &str| {
+        c.err(
+            span,
+            format!("`{key}` does not apply to {kind} (source `{name}`)"),
+        );
+    };
+    if r.image.is_none() {
+        for (key, span) in [
+            ("digest", r.digest.as_ref().map(|d| d.span())),
+            ("platform", r.platform.as_ref().map(|d| d.span())),
+            ("mirrors", r.mirrors.as_ref().map(|d| d.span())),
+        ] {
+            if let Some(span) = span {
+                misplaced(
+                    c,
+                    key,
+                    span,
+                    "a `urls` or `path` source; it is for `image` sources",
+                );
+            }
         }
-        (None, None) => {
+    }
+    let kind = match (&r.urls, &r.path, &r.image) {
+        (None, None, None) => {
             c.err_help(
                 span,
-                format!("source `{name}` has neither `urls` nor `path`"),
-                "add `urls = [\"https://...\"]` with a `sha256`, or `path = \"files/...\"`",
+                format!("source `{name}` has neither `urls`, `path` nor `image`"),
+                "add `urls = [\"https://...\"]` with a `sha256`, `path = \"files/...\"`, \
+                 or `image = \"registry/repository:tag\"` with a `digest`",
             );
             return None;
         }
-        (Some(urls), None) => {
+        (Some(urls), _, _) => {
             if urls.get_ref().is_empty() {
                 c.err(
                     urls.span(),
@@ -744,29 +828,133 @@ fn check_source(c: &mut Checker<'_>, s: &Spanned<RawSource>) -> Option<Source> {
                     );
                 }
             }
-            let Some(sha256) = sha256 else {
-                if r.sha256.is_none() {
-                    c.err_help(
-                        span,
-                        format!("source `{name}` has `urls` but no `sha256`"),
-                        "URL sources are fixed-output: pin the content with `sha256 = \"...\"` \
-                         (`forge hash FILE` prints it)",
-                    );
-                }
+            if let (Some(_), Some(h)) = (&r.sha256, &r.sha512) {
+                c.err_help(
+                    h.span(),
+                    format!("source `{name}` has both `sha256` and `sha512`"),
+                    "pin it with one hash: the one upstream publishes",
+                );
                 return None;
+            }
+            let integrity = match (sha256, sha512) {
+                (Some(d), _) => Integrity::Sha256(d),
+                (None, Some(d)) => Integrity::Sha512(d),
+                (None, None) => {
+                    if r.sha256.is_none() && r.sha512.is_none() {
+                        c.err_help(
+                            span,
+                            format!("source `{name}` has `urls` but no `sha256`"),
+                            "URL sources are fixed-output: pin the content with `sha256 = \"...\"` \
+                             (`forge hash FILE` prints it) or `sha512` when upstream publishes only that",
+                        );
+                    }
+                    return None;
+                }
             };
             SourceKind::Url {
                 urls: urls.get_ref().iter().map(|u| u.get_ref().clone()).collect(),
-                sha256,
+                integrity,
             }
         }
-        (None, Some(p)) => {
+        (None, Some(p), _) => {
+            if let Some(h) = &r.sha512 {
+                misplaced(
+                    c,
+                    "sha512",
+                    h.span(),
+                    "a path source (pin it with `sha256`)",
+                );
+            }
             let path = c.rel_path("source path", p)?;
             if path.is_root() {
                 c.err(p.span(), "a path source cannot be the whole project");
                 return None;
             }
             SourceKind::Path { path, sha256 }
+        }
+        (None, None, Some(img)) => {
+            for (key, span) in [
+                ("sha256", r.sha256.as_ref().map(|d| d.span())),
+                ("sha512", r.sha512.as_ref().map(|d| d.span())),
+                ("unpack", r.unpack.as_ref().map(|d| d.span())),
+                (
+                    "strip-components",
+                    r.strip_components.as_ref().map(|d| d.span()),
+                ),
+            ] {
+                if let Some(span) = span {
+                    misplaced(
+                        c,
+                        key,
+                        span,
+                        "an `image` source (its `digest` pins it; its layers are unpacked in order)",
+                    );
+                }
+            }
+            let parse_ref =
+                |c: &mut Checker<'_>, v: &Spanned<String>| match ImageRef::parse(v.get_ref()) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        c.err(v.span(), e);
+                        None
+                    }
+                };
+            let image = parse_ref(c, img);
+            let mirrors: Vec<Option<ImageRef>> = r
+                .mirrors
+                .as_ref()
+                .map(|m| m.get_ref().iter().map(|v| parse_ref(c, v)).collect())
+                .unwrap_or_default();
+            let digest = match &r.digest {
+                None => {
+                    c.err_help(
+                        img.span(),
+                        format!("image source `{name}` has no `digest`"),
+                        "pin the image: `digest = \"sha256:...\"` (the manifest or index digest \
+                         the registry reports for the tag)",
+                    );
+                    None
+                }
+                Some(d) => match d
+                    .get_ref()
+                    .strip_prefix("sha256:")
+                    .map(str::parse::<Sha256Digest>)
+                {
+                    Some(Ok(d)) => Some(d),
+                    Some(Err(e)) => {
+                        c.err(d.span(), format!("invalid digest: {e}"));
+                        None
+                    }
+                    None => {
+                        c.err_help(
+                            d.span(),
+                            format!("`{}` is not a digest", d.get_ref()),
+                            "write it as `sha256:` followed by 64 hex digits",
+                        );
+                        None
+                    }
+                },
+            };
+            let platform = match &r.platform {
+                None => Some(Platform::default()),
+                Some(p) => match Platform::parse(p.get_ref()) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        c.err(p.span(), e);
+                        None
+                    }
+                },
+            };
+            let (Some(image), Some(digest), Some(platform)) = (image, digest, platform) else {
+                return None;
+            };
+            let mirrors: Option<Vec<ImageRef>> = mirrors.into_iter().collect();
+            SourceKind::Oci(OciSource {
+                image,
+                mirrors: mirrors?,
+                digest,
+                platform,
+            })
         }
     };
     let file_name = match (&r.file_name, &kind) {
@@ -783,6 +971,13 @@ fn check_source(c: &mut Checker<'_>, s: &Spanned<RawSource>) -> Option<Source> {
             .unwrap_or_else(|| name.clone()),
         (None, SourceKind::Path { path, .. }) => path
             .as_str()
+            .rsplit('/')
+            .next()
+            .unwrap_or(&name)
+            .to_string(),
+        (None, SourceKind::Oci(o)) => o
+            .image
+            .repository
             .rsplit('/')
             .next()
             .unwrap_or(&name)
@@ -860,7 +1055,7 @@ fn check_step(c: &mut Checker<'_>, st: &Spanned<RawStep>, sources: &[Source]) ->
         let member = match &r.member {
             Some(m) => {
                 let p = c.rel_path("member", m)?;
-                if !src.unpack.is_archive() && !matches!(src.kind, SourceKind::Path { .. }) {
+                if !src.may_have_members() {
                     c.err_help(
                         m.span(),
                         format!(
@@ -875,7 +1070,7 @@ fn check_step(c: &mut Checker<'_>, st: &Spanned<RawStep>, sources: &[Source]) ->
             }
             None => None,
         };
-        if need_tree && !src.unpack.is_archive() && !matches!(src.kind, SourceKind::Path { .. }) {
+        if need_tree && !src.may_have_members() {
             c.err_help(
                 from.span(),
                 format!(

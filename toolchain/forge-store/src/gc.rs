@@ -22,7 +22,9 @@ impl KeepSet {
     pub fn add_lockfile(&mut self, lock: &Lockfile) {
         for r in lock.recipes.values() {
             self.outputs.insert(r.hash);
-            self.blobs.extend(r.sources.iter().map(|s| s.sha256));
+            self.blobs.extend(r.sources.iter().filter_map(|s| s.sha256));
+            self.outputs
+                .extend(r.sources.iter().filter_map(|s| s.record_key()));
             self.blobs.extend(r.layer_sha256);
         }
         for i in lock.images.values() {

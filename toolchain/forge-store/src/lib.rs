@@ -141,6 +141,48 @@ impl Record for ImageRecord {
     }
 }
 
+/// What a source that the store cannot file under its own SHA-256 resolved to: a file
+/// pinned by SHA-512 (one blob), or a container image pinned by its manifest digest (the
+/// manifests and the layers, in order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    /// The pin line (`sha512 <hex>`, `image sha256:<hex> <platform>`).
+    pub pin: String,
+    /// `forge_schema::lockfile::source_record_key(pin)`.
+    pub key: Sha256Digest,
+    /// A SHA-512-pinned file's SHA-256.
+    #[serde(default)]
+    pub blob: Option<Sha256Digest>,
+    /// An image's index (if any), manifest and config blobs.
+    #[serde(default)]
+    pub manifests: Vec<Sha256Digest>,
+    /// An image's layers, bottom first.
+    #[serde(default)]
+    pub layers: Vec<LayerBlob>,
+}
+
+/// One layer of an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerBlob {
+    pub digest: Sha256Digest,
+    pub media_type: String,
+}
+
+impl Record for SourceRecord {
+    const KIND: &'static str = "source";
+    fn key(&self) -> Sha256Digest {
+        self.key
+    }
+    fn blobs(&self) -> Vec<Sha256Digest> {
+        self.blob
+            .iter()
+            .copied()
+            .chain(self.manifests.iter().copied())
+            .chain(self.layers.iter().map(|l| l.digest))
+            .collect()
+    }
+}
+
 /// File name of a record.
 pub fn record_file_name(kind: &str, hash: &Sha256Digest) -> String {
     if kind.is_empty() {
@@ -167,6 +209,7 @@ pub fn parse_record_file(
         "" => get::<OutputRecord>(bytes)?,
         "base" => get::<BaseRecord>(bytes)?,
         "image" => get::<ImageRecord>(bytes)?,
+        "source" => get::<SourceRecord>(bytes)?,
         other => return Err(format!("unknown record kind `{other}`")),
     };
     if key.to_hex() != hex {

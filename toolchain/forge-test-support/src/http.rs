@@ -29,6 +29,7 @@ pub enum Fault {
 pub struct Seen {
     pub path: String,
     pub range: Option<String>,
+    pub accept: Option<String>,
     pub status: u16,
 }
 
@@ -37,6 +38,8 @@ struct Inner {
     files: BTreeMap<String, Bytes>,
     faults: BTreeMap<String, VecDeque<Fault>>,
     seen: Vec<Seen>,
+    /// Paths under this prefix need `Authorization: Bearer <token>`.
+    auth: Option<(String, String)>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -119,6 +122,20 @@ impl FileServer {
             .push_back(fault);
     }
 
+    /// Makes paths under `prefix` answer 401 with a registry-style `Bearer` challenge
+    /// unless the request carries `token`, which the server hands out at `/token`.
+    pub fn require_token(&self, prefix: &str, token: &str) {
+        let mut g = lock(&self.inner);
+        g.auth = Some((
+            prefix.trim_start_matches('/').to_string(),
+            token.to_string(),
+        ));
+        g.files.insert(
+            "token".into(),
+            Bytes::from(format!("{{\"token\":\"{token}\"}}")),
+        );
+    }
+
     /// Every request seen so far.
     pub fn seen(&self) -> Vec<Seen> {
         lock(&self.inner).seen.clone()
@@ -158,18 +175,45 @@ async fn serve(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let (file, fault) = {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (file, fault, auth) = {
         let mut g = lock(&inner);
         let fault = g.faults.get_mut(&path).and_then(VecDeque::pop_front);
-        (g.files.get(&path).cloned(), fault)
+        (g.files.get(&path).cloned(), fault, g.auth.clone())
     };
     let record = |status: u16| {
         lock(&inner).seen.push(Seen {
             path: path.clone(),
             range: range_header.clone(),
+            accept: accept.clone(),
             status,
         });
     };
+    if let Some((prefix, token)) = auth
+        && path.starts_with(&prefix)
+    {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if given != Some(format!("Bearer {token}").as_str()) {
+            record(401);
+            let host = headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("127.0.0.1");
+            let challenge = format!(
+                "Bearer realm=\"http://{host}/token\",service=\"test-registry\",scope=\"repository:test:pull\""
+            );
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, challenge)],
+            )
+                .into_response();
+        }
+    }
     match fault {
         Some(Fault::Status(code)) => {
             record(code);

@@ -54,7 +54,8 @@ pub enum ColorChoice {
 pub enum Command {
     /// Build recipes into layers in the store and record them in lockfile.toml.
     Build(BuildArgs),
-    /// Resolve, fetch and build everything, and write lockfile.toml.
+    /// Pin every input in lockfile.toml: recipe hashes and sources, image package sets,
+    /// tool versions, image hashes (nothing is built; `forge build` records outputs).
     Lock(LockArgs),
     /// Download the sources of recipes and the locked .debs of images into the store,
     /// without building (then build `--offline`).
@@ -189,6 +190,15 @@ pub struct LockArgs {
     /// SOURCE_DATE_EPOCH of every output (seconds since 1970); kept in the lockfile.
     #[arg(long, value_name = "SECONDS")]
     pub source_date_epoch: Option<u64>,
+
+    /// Resolve every image's package set again against the archive (newest versions),
+    /// not only those that are missing or whose `[base]` changed.
+    #[arg(long)]
+    pub upgrade: bool,
+
+    /// Fail instead of changing lockfile.toml: check it is current (for CI).
+    #[arg(long, conflicts_with_all = ["upgrade", "update", "source_date_epoch"])]
+    pub locked: bool,
 
     #[command(flatten)]
     pub fetch: FetchOpts,

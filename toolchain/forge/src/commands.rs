@@ -679,21 +679,12 @@ pub fn lock_cmd(g: &Globals, args: &LockArgs) -> Result<()> {
         }
     }
     let only: Option<Vec<String>> = (!args.update.is_empty()).then(|| update_recipes.clone());
-    let sel = Selection {
-        recipes: match &only {
-            Some(names) => forge_build::plan::dependents(&plan, names)
-                .into_iter()
-                .collect(),
-            None => plan.order.clone(),
-        },
-        // Every image is built (its hash depends on the recipes); only the named ones (or
-        // all, without --update) get a freshly resolved package set.
-        images: project.images.keys().cloned().collect(),
-    };
     let settings = settings(&args.fetch, false);
     let store = g.open_store(false)?;
     let rt = runtime()?;
-    let resolve = if args.update.is_empty() {
+    let resolve = if args.locked {
+        forge_image::run::Resolve::Locked
+    } else if args.upgrade {
         forge_image::run::Resolve::Fresh
     } else {
         forge_image::run::Resolve::Reuse
@@ -705,19 +696,41 @@ pub fn lock_cmd(g: &Globals, args: &LockArgs) -> Result<()> {
         // Forget the named images' sets so they are resolved again.
         l.images.retain(|n, _| !update_images.contains(n));
     }
-    let cx = Ctx {
-        g,
-        rt: &rt,
-        plan: &plan,
-        project: &project_for_images,
-        store: &store,
-        opts: &args.fetch,
-        settings: &settings,
+    // Every image's entry is recomputed (its hash depends on the recipes); only missing,
+    // changed or named package sets (all of them with --upgrade) are resolved.
+    let images = if project.images.is_empty() {
+        None
+    } else {
+        let list: Vec<&Image> = project.images.values().collect();
+        let empty = plan.empty_lockfile();
+        let lock = project_for_images.lockfile.as_ref().unwrap_or(&empty);
+        let options = image_options(&args.fetch, settings.clone(), resolve, &project);
+        let r = rt.block_on(forge_image::run::lock_images(
+            &plan,
+            &list,
+            lock,
+            &store,
+            &options,
+            g.observer(),
+        ));
+        g.printer.clear();
+        Some(r?)
     };
-    let built = run_builds(&cx, &sel, resolve)?;
-    let updated = lock::write(&store, &project.lockfile_path(), |current| {
-        built.lockfile(&plan, &project, current, only.as_deref())
-    })?;
+    let built = Built {
+        recipes: Vec::new(),
+        images,
+    };
+    let lock_path = project.lockfile_path();
+    let updated = if args.locked {
+        let old = project.lockfile.as_ref();
+        lock::enforce(old, &built.lockfile(&plan, &project, old, None))?;
+        store.add_root(&lock_path)?;
+        false
+    } else {
+        lock::write(&store, &lock_path, |current| {
+            built.lockfile(&plan, &project, current, only.as_deref())
+        })?
+    };
     g.printer.status(
         if updated { "Locked" } else { "Unchanged" },
         &format!(
@@ -728,18 +741,39 @@ pub fn lock_cmd(g: &Globals, args: &LockArgs) -> Result<()> {
         ),
     );
     if g.printer.json() {
-        let mut targets: Vec<serde_json::Value> = built
-            .recipes
+        let lock = forge_build::project::read_lockfile(&lock_path)?;
+        let recipes: Vec<serde_json::Value> = plan
+            .order
             .iter()
-            .map(|o| outcome_json(&plan, o))
+            .map(|n| {
+                let r = &plan.recipes[n];
+                json!({
+                    "kind": "recipe",
+                    "name": n,
+                    "version": r.recipe.version,
+                    "hash": r.hash.to_hex(),
+                    "sources": r.sources.iter().map(|s| s.locked().pin()).collect::<Vec<_>>(),
+                })
+            })
             .collect();
-        if let Some(i) = &built.images {
-            targets.extend(i.outcomes.iter().map(|o| image_json(o, None)));
-        }
+        let images: Vec<serde_json::Value> = lock
+            .iter()
+            .flat_map(|l| l.images.values())
+            .map(|i| {
+                json!({
+                    "kind": "image",
+                    "name": i.name,
+                    "hash": i.hash.to_hex(),
+                    "packages": i.debs.len(),
+                    "output_sha256": i.output_sha256.map(|d| d.to_hex()),
+                })
+            })
+            .collect();
         g.printer.print_json(&json!({
-            "lockfile": project.lockfile_path(),
+            "lockfile": lock_path,
             "updated": updated,
-            "targets": targets,
+            "recipes": recipes,
+            "images": images,
         }));
     }
     Ok(())
@@ -807,12 +841,23 @@ pub fn fetch(g: &Globals, args: &FetchArgs) -> Result<()> {
         g.printer.print_json(&json!({
             "sources": names.iter().flat_map(|n| {
                 let store = &store;
-                plan.recipes[n].sources.iter().map(move |s| json!({
-                    "recipe": n,
-                    "name": s.source.name,
-                    "sha256": s.sha256.to_hex(),
-                    "path": store.blob_path(&s.sha256),
-                }))
+                plan.recipes[n].sources.iter().map(move |s| {
+                    // The file a source is stored as (an image source is several blobs,
+                    // listed by its source record instead).
+                    let blob = s.sha256.or_else(|| match &s.source.kind {
+                        forge_schema::recipe::SourceKind::Url { integrity, .. } => {
+                            forge_fetch::stored_blob(store, integrity)
+                        }
+                        _ => None,
+                    });
+                    json!({
+                        "recipe": n,
+                        "name": s.source.name,
+                        "pin": s.locked().pin(),
+                        "sha256": blob.map(|b| b.to_hex()),
+                        "path": blob.map(|b| store.blob_path(&b)),
+                    })
+                })
             }).collect::<Vec<_>>(),
             "debs": debs.iter().map(|d| json!({
                 "package": d.package,
