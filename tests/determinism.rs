@@ -69,7 +69,7 @@ fn hello_is_bit_identical_everywhere() {
         "022",
         "UTC",
         "C",
-        &format!("-C {} lock", a.display()),
+        &format!("-C {} build", a.display()),
     ));
     ok(&mut sh(
         &w,
@@ -77,7 +77,7 @@ fn hello_is_bit_identical_everywhere() {
         "077",
         "Pacific/Kiritimati",
         "C.UTF-8",
-        &format!("-C {} lock -j 1", b.display()),
+        &format!("-C {} build -j 1", b.display()),
     ));
 
     let lock_a = fs::read_to_string(a.join("lockfile.toml")).unwrap();
