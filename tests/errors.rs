@@ -254,3 +254,60 @@ fn no_project_here() {
     assert_eq!(code, 1);
     insta::assert_snapshot!(scrub(&stderr, &w));
 }
+
+#[test]
+fn variant_errors_point_at_the_spot() {
+    let w = World::new();
+    let p = w.example("hello-image", "p");
+    // An unknown variant lists the ones there are.
+    fs::create_dir_all(p.join("variants/small/recipes")).unwrap();
+    fs::write(
+        p.join("variants/small/variant.toml"),
+        "description = \"smaller\"\n\n[image.hello-imag]\nwithout = [\"hello-marker\"]\nreason = \"r\"\n\n[image.hello-image]\nwithout = [\"hello-markr\"]\nreason = \"r\"\n",
+    )
+    .unwrap();
+    fs::write(
+        p.join("variants/small/recipes/brand-new.toml"),
+        "name = \"brand-new\"\nversion = \"1\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(w
+        .forge()
+        .arg("-C")
+        .arg(&p)
+        .args(["--variant", "smal", "lock"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("small"), "{stderr}");
+    let (code, _, stderr) = run(w
+        .forge()
+        .arg("-C")
+        .arg(&p)
+        .args(["--variant", "small", "lock"]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("variants/small/variant.toml:3:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("variants/small/variant.toml:8:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("replaces no recipe"), "{stderr}");
+    insta::assert_snapshot!(scrub(&stderr, &w));
+    // Nothing was written.
+    assert!(!p.join("variants/small/lockfile.toml").exists());
+    // A missing reason is an error too.
+    fs::remove_file(p.join("variants/small/recipes/brand-new.toml")).unwrap();
+    fs::write(
+        p.join("variants/small/variant.toml"),
+        "description = \"d\"\n[image.hello-image]\nwithout = [\"hello-marker\"]\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(w
+        .forge()
+        .arg("-C")
+        .arg(&p)
+        .args(["--variant", "small", "lock"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("reason"), "{stderr}");
+}

@@ -185,6 +185,8 @@ pub struct FetchOptions {
     /// Another store to take sources from before anything else (verified copies), as
     /// `--check` does to rebuild in a fresh store without the network.
     pub upstream: Option<Arc<Store>>,
+    /// Archive root that `debian:pool/...` URLs are resolved against.
+    pub debian_mirror: Option<String>,
     pub offline: bool,
     /// Downloads at once.
     pub parallel: usize,
@@ -202,6 +204,7 @@ impl Default for FetchOptions {
         Self {
             source_dirs: Vec::new(),
             upstream: None,
+            debian_mirror: None,
             offline: false,
             parallel: 8,
             retries: 4,
@@ -572,6 +575,23 @@ impl Fetcher {
         if let Some(path) = url.strip_prefix("file://") {
             return copy_local(Path::new(path), part, &req.integrity);
         }
+        let resolved;
+        let url = match url.strip_prefix(DEBIAN_SCHEME) {
+            Some(path) => {
+                let Some(mirror) = &self.options.debian_mirror else {
+                    return Err(
+                        "no Debian mirror is configured: pass --debian-mirror URL, set FORGE_DEBIAN_MIRROR, or configure apt's sources on this host".into(),
+                    );
+                };
+                resolved = format!(
+                    "{}/{}",
+                    mirror.trim_end_matches('/'),
+                    path.trim_start_matches('/')
+                );
+                resolved.as_str()
+            }
+            None => url,
+        };
         let transfer = self.progress.start(&req.name, None);
         let mut attempt = 0;
         let result = loop {
@@ -774,6 +794,10 @@ impl Fetcher {
             .ok_or_else(|| format!("token service {} sent no token", challenge.realm))
     }
 }
+
+/// URLs of files in the Debian archive, relative to its root (`debian:pool/main/...`):
+/// the configured mirror serves them, so recipes name no mirror host.
+pub const DEBIAN_SCHEME: &str = "debian:";
 
 /// Tokens are scoped to a repository: key them by the URL up to `/manifests/` or `/blobs/`.
 fn token_scope_key(url: &str) -> String {

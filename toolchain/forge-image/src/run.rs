@@ -278,18 +278,39 @@ pub async fn build_images(
         recipe_outcomes,
         ..ImagesResult::default()
     };
-    for i in inputs {
-        let (p, s, o, jobs) = (
+    // Images build side by side, up to `jobs` at once: the first one to need a base
+    // installs it while the others wait on the store's lock for it, then unpack it.
+    // Most of an image's work after the base is single-threaded (mke2fs, qemu-img), so
+    // this is what uses the machine's other cores.
+    let limit = Arc::new(tokio::sync::Semaphore::new(options.build.jobs.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, i) in inputs.into_iter().enumerate() {
+        let (p, s, o, jobs, limit) = (
             plan.clone(),
             store.clone(),
             observer.clone(),
             options.build.jobs,
+            limit.clone(),
         );
-        let (outcome, i) =
-            tokio::task::spawn_blocking(move || (build_image(&i, &p, &s, jobs, o.as_ref()), i))
-                .await
-                .map_err(|e| ImageError::Tool(format!("image build thread failed: {e}")))?;
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            tokio::task::spawn_blocking(move || {
+                (index, build_image(&i, &p, &s, jobs, o.as_ref()), i)
+            })
+            .await
+        });
+    }
+    let mut built = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (index, outcome, i) = joined
+            .map_err(|e| ImageError::Tool(format!("image build task failed: {e}")))?
+            .map_err(|e| ImageError::Tool(format!("image build thread failed: {e}")))?;
         let outcome = outcome.map_err(|e| e.for_image(&i.image.name))?;
+        built.push((index, outcome, i));
+    }
+    // Reported in the images' order, whichever finished first.
+    built.sort_by_key(|(index, _, _)| *index);
+    for (_, outcome, i) in built {
         let mut entry = i.locked.clone();
         entry.output_sha256 = Some(outcome.record.output_sha256);
         entry.output_size = Some(outcome.record.output_size);

@@ -137,8 +137,29 @@ fn make_seed(dir: &Path, user_data: &[u8], name: &str) -> Result<PathBuf, ImageE
     Ok(seed)
 }
 
+/// Whether `program` is an executable in one of `PATH`'s directories.
+fn in_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|d| {
+            std::fs::metadata(d.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
 fn qemu_command(o: &VmOptions, seed: Option<&Path>) -> Command {
-    let mut c = Command::new("qemu-system-x86_64");
+    // The machine must not outlive forge, even when forge is killed outright (SIGKILL runs
+    // no destructor): util-linux's `setpriv --pdeathsig` (util-linux is Essential in
+    // Debian) makes the kernel kill QEMU when forge goes. std's Command could only do this
+    // with an unsafe `pre_exec`, which this workspace denies.
+    let mut c = if in_path("setpriv") {
+        let mut c = Command::new("setpriv");
+        c.args(["--pdeathsig", "KILL", "--", "qemu-system-x86_64"]);
+        c
+    } else {
+        Command::new("qemu-system-x86_64")
+    };
     c.args([
         "-nodefaults",
         "-no-user-config",
@@ -216,6 +237,11 @@ pub fn run(o: &VmOptions, console: &mut dyn Write) -> Result<VmExit, ImageError>
         Some(ud) => Some(make_seed(dir.path(), ud, &o.name)?),
         None => None,
     };
+    if !in_path("qemu-system-x86_64") {
+        return Err(ImageError::Tool(
+            "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)".into(),
+        ));
+    }
     let mut cmd = qemu_command(o, seed.as_deref());
     tracing::info!("running {cmd:?}");
     let interactive = o.expect.is_none();

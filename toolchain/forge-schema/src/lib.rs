@@ -12,6 +12,7 @@ pub mod oci;
 pub mod paths;
 pub mod recipe;
 pub mod unit;
+pub mod variant;
 
 pub use diag::{Diagnostics, SourceFile, TomlError};
 pub use digest::{Hasher, Integrity, IntegrityHasher, Sha256Digest, Sha512Digest};

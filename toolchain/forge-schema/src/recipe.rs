@@ -811,20 +811,24 @@ fn check_source(c: &mut Checker<'_>, s: &Spanned<RawSource>) -> Option<Source> {
             return None;
         }
         (Some(urls), _, _) => {
-            if urls.get_ref().is_empty() {
-                c.err(
+            if urls.get_ref().is_empty() && r.file_name.is_none() {
+                c.err_help(
                     urls.span(),
                     format!("source `{name}` has an empty `urls` list"),
+                    "give a URL, or `file-name` for a file only source directories provide \
+                     (--source-dir, FORGE_SOURCE_DIRS)",
                 );
             }
             for u in urls.get_ref() {
-                let ok = ["https://", "http://", "file://"]
+                let ok = ["https://", "http://", "file://", "debian:pool/"]
                     .iter()
                     .any(|p| u.get_ref().starts_with(p));
                 if !ok {
-                    c.err(
+                    c.err_help(
                         u.span(),
                         format!("`{}` is not an http(s) or file URL", u.get_ref()),
+                        "use https://, http://, file://, or debian:pool/... for a file of the \
+                         Debian archive (served by the configured mirror)",
                     );
                 }
             }

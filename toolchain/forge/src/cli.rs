@@ -23,6 +23,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub store: Option<PathBuf>,
 
+    /// Load variant NAME over the project (`variants/NAME/`: recipes that replace the
+    /// project's, image changes, its own lockfile) [env: FORGE_VARIANT].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub variant: Option<String>,
+
     /// Print less: only errors and warnings.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,

@@ -26,6 +26,7 @@ use crate::printer::{Printer, bytes};
 pub struct Globals {
     pub directory: Option<PathBuf>,
     pub store: Option<PathBuf>,
+    pub variant: Option<String>,
     pub printer: Printer,
 }
 
@@ -51,7 +52,10 @@ impl Globals {
 
     fn project(&self) -> Result<Project> {
         let root = Project::discover(&self.start_dir()?)?;
-        Ok(Project::load(&root)?)
+        Ok(match &self.variant {
+            Some(v) => Project::load_variant(&root, v)?,
+            None => Project::load(&root)?,
+        })
     }
 
     /// `--store`, else `FORGE_STORE`, else `$XDG_CACHE_HOME/forge/store`.
@@ -103,7 +107,7 @@ fn jobs(opts: &FetchOpts) -> usize {
         .max(1)
 }
 
-fn settings(opts: &FetchOpts, offline: bool) -> BuildSettings {
+fn settings(opts: &FetchOpts, offline: bool, project: &Project) -> BuildSettings {
     let mut source_dirs = opts.source_dirs.clone();
     if let Some(dirs) = env::var(env::FORGE_SOURCE_DIRS) {
         source_dirs.extend(dirs.split(':').filter(|d| !d.is_empty()).map(PathBuf::from));
@@ -115,6 +119,7 @@ fn settings(opts: &FetchOpts, offline: bool) -> BuildSettings {
             source_dirs,
             offline: offline || opts.offline,
             parallel: jobs.max(4),
+            debian_mirror: debian_mirror(opts, project),
             ..FetchOptions::default()
         },
     }
@@ -303,14 +308,10 @@ fn image_json(o: &forge_image::build::ImageOutcome, copied: Option<&Path>) -> se
 }
 
 /// Image stage options from flags and environment.
-fn image_options(
-    opts: &FetchOpts,
-    build: BuildSettings,
-    resolve: forge_image::run::Resolve,
-    project: &Project,
-) -> forge_image::run::ImageOptions {
-    let mirror = opts
-        .debian_mirror
+/// The Debian archive root: `--debian-mirror`, `FORGE_DEBIAN_MIRROR`, or the host's apt
+/// sources (the mirror that lists the project's suite).
+fn debian_mirror(opts: &FetchOpts, project: &Project) -> Option<String> {
+    opts.debian_mirror
         .clone()
         .or_else(|| env::var(env::FORGE_DEBIAN_MIRROR))
         .or_else(|| {
@@ -323,7 +324,16 @@ fn image_options(
                 &forge_debian::mirror::host_sources(Path::new("/etc/apt")),
                 suite,
             )
-        });
+        })
+}
+
+fn image_options(
+    opts: &FetchOpts,
+    build: BuildSettings,
+    resolve: forge_image::run::Resolve,
+    project: &Project,
+) -> forge_image::run::ImageOptions {
+    let mirror = debian_mirror(opts, project);
     let keyring = opts
         .debian_keyring
         .clone()
@@ -461,7 +471,7 @@ pub fn build(g: &Globals, args: &BuildArgs) -> Result<()> {
     let plan = Arc::new(Plan::resolve(&project, None)?);
     let sel = select(&plan, &project, &args.targets)?;
     let old = project.lockfile.as_ref();
-    let settings = settings(&args.fetch, offline);
+    let settings = settings(&args.fetch, offline, &project);
 
     if locked {
         // Before any work: the recipes' inputs must be exactly the locked ones.
@@ -501,7 +511,7 @@ pub fn build(g: &Globals, args: &BuildArgs) -> Result<()> {
             built.lockfile(&plan, &project, current, None)
         })?;
         if updated {
-            g.printer.status("Updated", "lockfile.toml");
+            g.printer.status("Updated", &project.lockfile_display());
         }
     }
     let images: &[forge_image::build::ImageOutcome] =
@@ -564,9 +574,9 @@ fn check(cx: &Ctx<'_>, sel: &Selection) -> Result<()> {
         opts,
         settings,
     } = *cx;
-    let lockfile = project.lockfile.as_ref().ok_or(BuildError::CheckUnlocked(
-        "lockfile.toml does not exist".into(),
-    ))?;
+    let lockfile = project.lockfile.as_ref().ok_or_else(|| {
+        BuildError::CheckUnlocked(format!("{} does not exist", project.lockfile_display()))
+    })?;
     let observer = g.observer();
     let mut bad = 0;
     let mut report = Vec::new();
@@ -679,7 +689,7 @@ pub fn lock_cmd(g: &Globals, args: &LockArgs) -> Result<()> {
         }
     }
     let only: Option<Vec<String>> = (!args.update.is_empty()).then(|| update_recipes.clone());
-    let settings = settings(&args.fetch, false);
+    let settings = settings(&args.fetch, false, &project);
     let store = g.open_store(false)?;
     let rt = runtime()?;
     let resolve = if args.locked {
@@ -734,9 +744,10 @@ pub fn lock_cmd(g: &Globals, args: &LockArgs) -> Result<()> {
     g.printer.status(
         if updated { "Locked" } else { "Unchanged" },
         &format!(
-            "{} recipe(s) and {} image(s) in lockfile.toml ({:.2}s)",
+            "{} recipe(s) and {} image(s) in {} ({:.2}s)",
             plan.recipes.len(),
             project.images.len(),
+            project.lockfile_display(),
             started.elapsed().as_secs_f64()
         ),
     );
@@ -784,7 +795,7 @@ pub fn fetch(g: &Globals, args: &FetchArgs) -> Result<()> {
     let plan = Arc::new(Plan::resolve(&project, None)?);
     let sel = select(&plan, &project, &args.targets)?;
     let names = forge_build::plan::closure(&plan, &sel.recipes);
-    let settings = settings(&args.fetch, false);
+    let settings = settings(&args.fetch, false, &project);
     let store = g.open_store(false)?;
     let observer = g.observer();
     let rt = runtime()?;
@@ -809,7 +820,8 @@ pub fn fetch(g: &Globals, args: &FetchArgs) -> Result<()> {
         }
     } else if !sel.images.is_empty() {
         bail!(
-            "there is no lockfile.toml, so the images have no locked package sets; run `forge lock`"
+            "there is no {}, so the images have no locked package sets; run `forge lock`",
+            project.lockfile_display()
         );
     }
     debs.sort_by_key(|d| d.key());

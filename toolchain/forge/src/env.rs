@@ -16,6 +16,7 @@ pub const NO_COLOR: &str = "NO_COLOR";
 pub const FORGE_DEBIAN_MIRROR: &str = "FORGE_DEBIAN_MIRROR";
 pub const FORGE_DEBIAN_KEYRING: &str = "FORGE_DEBIAN_KEYRING";
 pub const FORGE_VM_ACCEL: &str = "FORGE_VM_ACCEL";
+pub const FORGE_VARIANT: &str = "FORGE_VARIANT";
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
 pub const HOME: &str = "HOME";
 
@@ -40,6 +41,10 @@ pub const ALL: &[EnvVar] = &[
     EnvVar {
         name: FORGE_DEBIAN_KEYRING,
         description: "Keyring the archive's InRelease must verify against, as `--debian-keyring`. Default: `/usr/share/keyrings/debian-archive-keyring.gpg`.",
+    },
+    EnvVar {
+        name: FORGE_VARIANT,
+        description: "Variant to load over the project, as `--variant` (`variants/NAME/`).",
     },
     EnvVar {
         name: FORGE_VM_ACCEL,

@@ -112,6 +112,7 @@ pub fn run() -> ExitCode {
     let globals = Globals {
         directory: cli.directory.clone(),
         store: cli.store.clone(),
+        variant: cli.variant.clone().or_else(|| env::var(env::FORGE_VARIANT)),
         printer: printer.clone(),
     };
     let result = match &cli.command {
