@@ -2,7 +2,8 @@
 # Installs what forge needs on a Debian 12 host (as root): a C toolchain for the zstd, xz
 # and TLS crates; the tools the tests compare against (sha256sum, tar, zstd, gpg); and the
 # image tools: mmdebstrap, e2fsprogs >= 1.47.1 (from bookworm-backports on Debian 12),
-# dosfstools, mtools, syslinux, systemd-boot-efi, qemu, OVMF and SeaBIOS.
+# dosfstools, mtools, syslinux, systemd-boot-efi, qemu, OVMF and SeaBIOS; and for the
+# platform tests pip (toolchain/local-sources.sh), openssl, curl and systemd-analyze.
 # Idempotent: installs only what is missing. Packages come from the host's configured apt
 # sources; no mirror host is written here.
 set -euo pipefail
@@ -16,7 +17,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 packages=(build-essential cmake pkg-config ca-certificates coreutils tar zstd gnupg
     mmdebstrap dosfstools mtools syslinux syslinux-common systemd-boot-efi
-    qemu-system-x86 qemu-utils ovmf seabios libarchive13 fdisk)
+    qemu-system-x86 qemu-utils ovmf seabios libarchive13 fdisk
+    python3-pip openssl systemd curl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
