@@ -271,18 +271,17 @@ fn variant_errors_point_at_the_spot() {
         "name = \"brand-new\"\nversion = \"1\"\n",
     )
     .unwrap();
-    let (code, _, stderr) = run(w
-        .forge()
-        .arg("-C")
-        .arg(&p)
-        .args(["--variant", "smal", "lock"]));
+    let lock = |variant: &str| {
+        run(w
+            .forge()
+            .arg("-C")
+            .arg(&p)
+            .args(["--variant", variant, "lock"]))
+    };
+    let (code, _, stderr) = lock("smal");
     assert_eq!(code, 1);
     assert!(stderr.contains("small"), "{stderr}");
-    let (code, _, stderr) = run(w
-        .forge()
-        .arg("-C")
-        .arg(&p)
-        .args(["--variant", "small", "lock"]));
+    let (code, _, stderr) = lock("small");
     assert_eq!(code, 1);
     assert!(
         stderr.contains("variants/small/variant.toml:3:"),
@@ -303,11 +302,7 @@ fn variant_errors_point_at_the_spot() {
         "description = \"d\"\n[image.hello-image]\nwithout = [\"hello-marker\"]\n",
     )
     .unwrap();
-    let (code, _, stderr) = run(w
-        .forge()
-        .arg("-C")
-        .arg(&p)
-        .args(["--variant", "small", "lock"]));
+    let (code, _, stderr) = lock("small");
     assert_eq!(code, 1);
     assert!(stderr.contains("reason"), "{stderr}");
 }

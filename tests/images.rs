@@ -36,13 +36,7 @@ struct Rootfs {
 
 impl Rootfs {
     fn open(store: &Path, image_hash: &str) -> Self {
-        let record: serde_json::Value = serde_json::from_slice(
-            &fs::read(store.join(format!("outputs/{image_hash}.image.json"))).unwrap(),
-        )
-        .unwrap();
-        let tar_zst = store
-            .join("blobs/sha256")
-            .join(record["rootfs_sha256"].as_str().unwrap());
+        let tar_zst = common::image_rootfs_blob(store, image_hash);
         let out = Command::new("sh")
             .arg("-c")
             .arg(format!("zstd -dc '{}' | tar -t", tar_zst.display()))

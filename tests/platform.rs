@@ -110,13 +110,7 @@ struct Rootfs {
 
 impl Rootfs {
     fn unpack(store: &Path, image_hash: &str, dir: PathBuf) -> Self {
-        let record: serde_json::Value = serde_json::from_slice(
-            &fs::read(store.join(format!("outputs/{image_hash}.image.json"))).unwrap(),
-        )
-        .unwrap();
-        let tar_zst = store
-            .join("blobs/sha256")
-            .join(record["rootfs_sha256"].as_str().unwrap());
+        let tar_zst = common::image_rootfs_blob(store, image_hash);
         fs::create_dir_all(&dir).unwrap();
         let (code, out) = sh(&format!(
             "zstd -dc '{}' | tar -x --numeric-owner -C '{}'",
@@ -452,6 +446,17 @@ fn qemu_processes() -> Vec<String> {
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
         .filter(|c| c.starts_with("qemu-system"))
         .collect()
+}
+
+/// Asserts that the report of `image`'s boot has each `key=value`.
+fn expect_report(image: &str, kv: &BTreeMap<String, String>, want: &[(&str, &str)]) {
+    for (k, v) in want {
+        assert_eq!(
+            kv.get(*k).map(String::as_str),
+            Some(*v),
+            "{image} {k}: {kv:?}"
+        );
+    }
 }
 
 /// A free TCP port on the loopback interface.
@@ -829,9 +834,11 @@ fn local_images_reproduce_pass_the_defect_checks_and_boot() {
     let mut vm = Vm::boot(&w, &store, &p, "vault", &ud, &[format!("{port}:8200")]);
     vm.wait("FORGE-PLATFORM-READY");
     let kv = vm.report();
-    for (k, v) in [("active", "active"), ("user", "vault"), ("failed", "0")] {
-        assert_eq!(kv.get(k).map(String::as_str), Some(v), "vault {k}: {kv:?}");
-    }
+    expect_report(
+        "vault",
+        &kv,
+        &[("active", "active"), ("user", "vault"), ("failed", "0")],
+    );
     // From the host, through the forwarded port, over TLS with the user-data's CA.
     let ca = w.path().join("pki-vault/ca.pem");
     let vault = |method: &str, path: &str, body: &str| -> (String, serde_json::Value) {
@@ -907,18 +914,20 @@ fn local_images_reproduce_pass_the_defect_checks_and_boot() {
         ],
     );
     let kv = boot(&w, &store, &p, "etcd", &ud);
-    for (k, v) in [
-        ("boot_enabled", "enabled"),
-        ("boot_state", "inactive"),
-        ("condition", "no"),
-        ("active", "active"),
-        ("health", "ok"),
-        ("check", "200"),
-        ("user", "etcd"),
-        ("failed", "0"),
-    ] {
-        assert_eq!(kv.get(k).map(String::as_str), Some(v), "etcd {k}: {kv:?}");
-    }
+    expect_report(
+        "etcd",
+        &kv,
+        &[
+            ("boot_enabled", "enabled"),
+            ("boot_state", "inactive"),
+            ("condition", "no"),
+            ("active", "active"),
+            ("health", "ok"),
+            ("check", "200"),
+            ("user", "etcd"),
+            ("failed", "0"),
+        ],
+    );
 
     let ud = user_data(
         "",
@@ -930,23 +939,21 @@ fn local_images_reproduce_pass_the_defect_checks_and_boot() {
         ],
     );
     let kv = boot(&w, &store, &p, "kube-node", &ud);
-    for (k, v) in [
-        ("containerd", "active"),
-        ("ctr", "ok"),
-        ("kubelet", "inactive"),
-        ("kubelet_enabled", "enabled"),
-        ("forward", "1"),
-        ("brnf", "1"),
-        ("cgroup", "cgroup2fs"),
-        ("multiuser", "active"),
-        ("failed", "0"),
-    ] {
-        assert_eq!(
-            kv.get(k).map(String::as_str),
-            Some(v),
-            "kube-node {k}: {kv:?}"
-        );
-    }
+    expect_report(
+        "kube-node",
+        &kv,
+        &[
+            ("containerd", "active"),
+            ("ctr", "ok"),
+            ("kubelet", "inactive"),
+            ("kubelet_enabled", "enabled"),
+            ("forward", "1"),
+            ("brnf", "1"),
+            ("cgroup", "cgroup2fs"),
+            ("multiuser", "active"),
+            ("failed", "0"),
+        ],
+    );
 
     let mut keys = String::new();
     for u in [
@@ -969,27 +976,21 @@ fn local_images_reproduce_pass_the_defect_checks_and_boot() {
         ],
     );
     let kv = boot(&w, &store, &p, "kube-controlplane", &ud);
-    for u in [
-        "kube_apiserver",
-        "kube_controller_manager",
-        "kube_scheduler",
-        "konnectivity",
-    ] {
-        // Enabled, and waiting for their inputs (not failed).
-        assert_eq!(
-            kv.get(u).map(String::as_str),
-            Some("enabled,inactive"),
-            "{u}: {kv:?}"
-        );
-    }
-    // The load balancer's health check answers, unhealthy while the API server is down.
-    assert_eq!(kv.get("check").map(String::as_str), Some("500"), "{kv:?}");
-    assert_eq!(
-        kv.get("multiuser").map(String::as_str),
-        Some("active"),
-        "{kv:?}"
+    // The four services are enabled, and wait for their inputs (not failed); the load
+    // balancer's health check answers, unhealthy while the API server is down.
+    expect_report(
+        "kube-controlplane",
+        &kv,
+        &[
+            ("kube_apiserver", "enabled,inactive"),
+            ("kube_controller_manager", "enabled,inactive"),
+            ("kube_scheduler", "enabled,inactive"),
+            ("konnectivity", "enabled,inactive"),
+            ("check", "500"),
+            ("multiuser", "active"),
+            ("failed", "0"),
+        ],
     );
-    assert_eq!(kv.get("failed").map(String::as_str), Some("0"), "{kv:?}");
 }
 
 /// Whether the `local` variant leaves recipe `recipe` out of image `image`.

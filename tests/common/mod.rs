@@ -206,3 +206,15 @@ from = "tree"
     .unwrap();
     p
 }
+
+/// The root file system (`.tar.zst` blob) the store recorded for an image hash.
+#[allow(dead_code)]
+pub fn image_rootfs_blob(store: &Path, image_hash: &str) -> PathBuf {
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(store.join(format!("outputs/{image_hash}.image.json"))).unwrap(),
+    )
+    .unwrap();
+    store
+        .join("blobs/sha256")
+        .join(record["rootfs_sha256"].as_str().unwrap())
+}
