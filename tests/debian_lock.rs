@@ -251,3 +251,37 @@ fn errors_read_well() {
     let (_, bad_sig) = lock(&w, &p, &a, &other);
     insta::assert_snapshot!(format!("{}\n---\n{}", scrub(&missing), scrub(&bad_sig)));
 }
+
+#[test]
+fn images_with_one_base_share_one_resolution() {
+    let w = World::new();
+    let (home, keyring) = gpg_key(w.path(), "archive");
+    let a = archive(&home, &packages(GOOD), false);
+    let p = project(&w);
+    let t = fs::read_to_string(p.join("images/t.toml")).unwrap();
+    fs::write(
+        p.join("images/u.toml"),
+        t.replace("name = \"t\"", "name = \"u\""),
+    )
+    .unwrap();
+    let (code, stderr) = lock(&w, &p, &a, &keyring);
+    assert_eq!(code, 0, "{stderr}");
+    // Resolved once for both images, and both get the same set.
+    let resolutions = stderr.lines().filter(|l| l.contains(" resolve ")).count();
+    assert_eq!(resolutions, 1, "{stderr}");
+    let lock = fs::read_to_string(p.join("lockfile.toml")).unwrap();
+    let sets: Vec<&str> = lock
+        .split("[[image]]")
+        .skip(1)
+        .map(|s| {
+            s.split("debs = ")
+                .nth(1)
+                .unwrap_or("")
+                .split(']')
+                .next()
+                .unwrap_or("")
+        })
+        .collect();
+    assert_eq!(sets.len(), 2, "{lock}");
+    assert_eq!(sets[0], sets[1]);
+}

@@ -121,6 +121,9 @@ pub async fn resolve_inputs(
     let mut sets: Vec<(Vec<LockedDeb>, Option<String>)> = Vec::new();
     let mut fetcher = None;
     let mut archive_cache = None;
+    // Images with the same [base] get the same resolution: once per run, so they share
+    // one installed base even if the archive changes while forge runs.
+    let mut resolved_here: BTreeMap<_, (Vec<LockedDeb>, Option<String>)> = BTreeMap::new();
     for image in images {
         let entry = lock.images.get(&image.name);
         let reusable = entry.filter(|e| {
@@ -139,6 +142,9 @@ pub async fn resolve_inputs(
                     "the package set of image `{}` is not in lockfile.toml (or its [base] changed), and --locked forbids resolving it\nrun `forge lock` and commit lockfile.toml",
                     image.name
                 )));
+            }
+            _ if resolved_here.contains_key(&base_spec_hash(&image.base)) => {
+                sets.push(resolved_here[&base_spec_hash(&image.base)].clone());
             }
             _ => {
                 if archive_cache.is_none() {
@@ -170,7 +176,9 @@ pub async fn resolve_inputs(
                         resolved.signed_by
                     ),
                 );
-                sets.push((resolved.debs, Some(resolved.signed_by)));
+                let set = (resolved.debs, Some(resolved.signed_by));
+                resolved_here.insert(base_spec_hash(&image.base), set.clone());
+                sets.push(set);
             }
         }
     }
