@@ -826,7 +826,7 @@ fn local_images_reproduce_pass_the_defect_checks_and_boot() {
             "sed -i -e s/CLUSTER_NAME/vault.test/g -e s/CLUSTER_MEMBER_ADDRESS/127.0.0.1/g -e s/CLUSTER_MEMBER_NAME/vault-0/g -e s/CLUSTER_EIP_ADDRESS/127.0.0.1/g /etc/vault/server-conf.d/vault.hcl".into(),
             "systemctl start vault-server.service".into(),
             r#"for i in $(seq 120); do c=$(curl -s -o /dev/null -w "%{http_code}" --cacert /etc/vault/tls/ca.pem --resolve vault.test:8200:127.0.0.1 https://vault.test:8200/v1/sys/health); [ "$c" != 000 ] && break; sleep 1; done"#.into(),
-            report_cmd("active=$(systemctl is-active vault-server) user=$(ps -o user= -C vault | head -1) failed=$(systemctl list-units --state=failed --no-legend | wc -l)"),
+            report_cmd("active=$(systemctl is-active vault-server) server_enabled=$(systemctl is-enabled vault-server) agent=$(systemctl is-enabled vault-agent),$(systemctl is-active vault-agent) nginx=$(systemctl is-enabled nginx) user=$(ps -o user= -C vault | head -1) failed=$(systemctl list-units --state=failed --no-legend | wc -l)"),
             "echo FORGE-PLATFORM-READY > /dev/ttyS0".into(),
         ],
     );
@@ -837,7 +837,16 @@ fn local_images_reproduce_pass_the_defect_checks_and_boot() {
     expect_report(
         "vault",
         &kv,
-        &[("active", "active"), ("user", "vault"), ("failed", "0")],
+        &[
+            ("active", "active"),
+            // Started by the deploy stage after the TLS bootstrap, not at boot.
+            ("server_enabled", "disabled"),
+            // Started once its auth method exists (Appendix A #17).
+            ("agent", "disabled,inactive"),
+            ("nginx", "masked"),
+            ("user", "vault"),
+            ("failed", "0"),
+        ],
     );
     // From the host, through the forwarded port, over TLS with the user-data's CA.
     let ca = w.path().join("pki-vault/ca.pem");
@@ -909,7 +918,7 @@ fn local_images_reproduce_pass_the_defect_checks_and_boot() {
             r#"sed s/CLUSTER_MEMBER_ADDRESS/127.0.0.1/g /etc/etcd/base-environment > /etc/default/etcd && printf "ETCD_INITIAL_CLUSTER_STATE=new\nETCD_NAME=etcd-0\nETCD_INITIAL_CLUSTER=etcd-0=https://127.0.0.1:2380\n" >> /etc/default/etcd"#.into(),
             "sed -i s/CLUSTER_MEMBER_ADDRESS/127.0.0.1/g /etc/default/etcdctl".into(),
             "systemctl start etcd.service".into(),
-            report_cmd("active=$(systemctl is-active etcd) health=$(set -a; . /etc/default/etcdctl; etcdctl endpoint health >/dev/null 2>&1 && echo ok) check=$(curl -s -o /dev/null -w %{http_code} http://127.0.0.1:2378/healthz) user=$(ps -o user= -C etcd | head -1) failed=$(systemctl list-units --state=failed --no-legend | wc -l)"),
+            report_cmd("active=$(systemctl is-active etcd) health=$(set -a; . /etc/default/etcdctl; etcdctl endpoint health >/dev/null 2>&1 && echo ok) check=$(curl -s -o /dev/null -w %{http_code} http://127.0.0.1:2378/healthz) agent=$(systemctl is-enabled etcd-vault-agent) nginx=$(systemctl is-active nginx) user=$(ps -o user= -C etcd | head -1) failed=$(systemctl list-units --state=failed --no-legend | wc -l)"),
             "echo FORGE-PLATFORM-DONE > /dev/ttyS0".into(),
         ],
     );
@@ -924,6 +933,8 @@ fn local_images_reproduce_pass_the_defect_checks_and_boot() {
             ("active", "active"),
             ("health", "ok"),
             ("check", "200"),
+            ("agent", "disabled"),
+            ("nginx", "active"),
             ("user", "etcd"),
             ("failed", "0"),
         ],
@@ -933,7 +944,7 @@ fn local_images_reproduce_pass_the_defect_checks_and_boot() {
         "",
         &[
             report_cmd(
-                "containerd=$(systemctl is-active containerd) ctr=$(ctr version >/dev/null 2>&1 && echo ok) kubelet=$(systemctl is-active kubelet) kubelet_enabled=$(systemctl is-enabled kubelet) forward=$(cat /proc/sys/net/ipv4/ip_forward) brnf=$(cat /proc/sys/net/bridge/bridge-nf-call-iptables) cgroup=$(stat -f -c %T /sys/fs/cgroup) multiuser=$(systemctl is-active multi-user.target) failed=$(systemctl list-units --state=failed --no-legend | wc -l)",
+                "containerd=$(systemctl is-active containerd) ctr=$(ctr version >/dev/null 2>&1 && echo ok) kubelet=$(systemctl is-active kubelet) kubelet_enabled=$(systemctl is-enabled kubelet) forward=$(cat /proc/sys/net/ipv4/ip_forward) brnf=$(cat /proc/sys/net/bridge/bridge-nf-call-iptables) cgroup=$(stat -f -c %T /sys/fs/cgroup) multiuser=$(systemctl is-active multi-user.target) nginx=$(systemctl is-enabled nginx) failed=$(systemctl list-units --state=failed --no-legend | wc -l)",
             ),
             "echo FORGE-PLATFORM-DONE > /dev/ttyS0".into(),
         ],
@@ -950,6 +961,7 @@ fn local_images_reproduce_pass_the_defect_checks_and_boot() {
             ("forward", "1"),
             ("brnf", "1"),
             ("cgroup", "cgroup2fs"),
+            ("nginx", "masked"),
             ("multiuser", "active"),
             ("failed", "0"),
         ],
@@ -967,6 +979,7 @@ fn local_images_reproduce_pass_the_defect_checks_and_boot() {
             "{k}=$(systemctl is-enabled {u}),$(systemctl is-active {u}) "
         ));
     }
+    keys.push_str("kube_vault_agent=$(systemctl is-enabled kube-vault-agent),$(systemctl is-active kube-vault-agent) nginx=$(systemctl is-active nginx) ");
     keys.push_str("check=$(curl -s -o /dev/null -w %{http_code} http://127.0.0.1:6444/healthz) multiuser=$(systemctl is-active multi-user.target) failed=$(systemctl list-units --state=failed --no-legend | wc -l)");
     let ud = user_data(
         "",
@@ -986,6 +999,8 @@ fn local_images_reproduce_pass_the_defect_checks_and_boot() {
             ("kube_controller_manager", "enabled,inactive"),
             ("kube_scheduler", "enabled,inactive"),
             ("konnectivity", "enabled,inactive"),
+            ("kube_vault_agent", "disabled,inactive"),
+            ("nginx", "active"),
             ("check", "500"),
             ("multiuser", "active"),
             ("failed", "0"),

@@ -285,7 +285,7 @@ pub fn build_image(
     let base_tar = work.join("base.tar");
     timed(observer, &mut phases, &subject, "base", || {
         let _base_lock = store.lock(&format!("base-{}", inputs.base_hash), &|_| {
-            observer.note("waiting for another forge process installing the same base")
+            observer.note("waiting for the same base, being installed for another image")
         })?;
         if let Some(rec) = store.record::<BaseRecord>(&inputs.base_hash)? {
             unpack_blob(store, &rec.tar_zst_sha256, &base_tar)?;
