@@ -138,7 +138,7 @@ pub async fn resolve_base(
 
 /// The fetch requests for a locked package set. The file name lets `--source-dir`
 /// supply a .deb the mirror no longer serves.
-pub fn deb_requests(debs: &[&LockedDeb], mirror: Option<&str>) -> Vec<FetchRequest> {
+pub fn deb_requests(debs: &[&LockedDeb]) -> Vec<FetchRequest> {
     debs.iter()
         .map(|d| {
             FetchRequest::sha256(
@@ -146,9 +146,8 @@ pub fn deb_requests(debs: &[&LockedDeb], mirror: Option<&str>) -> Vec<FetchReque
                     "debian package {}={} ({})",
                     d.package, d.version, d.architecture
                 ),
-                mirror
-                    .map(|m| vec![format!("{m}/{}", d.path)])
-                    .unwrap_or_default(),
+                // The fetcher resolves `debian:` against the configured mirror.
+                vec![format!("{}{}", forge_fetch::DEBIAN_SCHEME, d.path)],
                 d.sha256,
                 d.path.rsplit('/').next().unwrap_or(&d.path).to_string(),
             )

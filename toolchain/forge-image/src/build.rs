@@ -416,7 +416,6 @@ pub fn build_image(
 /// Fetches the .debs of `inputs` into the store (from source directories or the mirror).
 pub async fn fetch_debs(
     inputs: &[&ImageInputs],
-    mirror: Option<&str>,
     store: &Arc<Store>,
     settings: &BuildSettings,
     observer: &dyn Observer,
@@ -438,7 +437,7 @@ pub async fn fetch_debs(
     let bytes: u64 = missing.iter().map(|d| d.size).sum();
     observer.phase_started("images", "fetch");
     let start = Instant::now();
-    let requests = base::deb_requests(&missing, mirror);
+    let requests = base::deb_requests(&missing);
     let fetcher = Fetcher::new(settings.fetch.clone(), observer.progress())?;
     fetcher.fetch_all(store, &requests).await?;
     observer.phase_finished(

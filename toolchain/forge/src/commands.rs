@@ -307,7 +307,6 @@ fn image_json(o: &forge_image::build::ImageOutcome, copied: Option<&Path>) -> se
     })
 }
 
-/// Image stage options from flags and environment.
 /// The Debian archive root: `--debian-mirror`, `FORGE_DEBIAN_MIRROR`, or the host's apt
 /// sources (the mirror that lists the project's suite).
 fn debian_mirror(opts: &FetchOpts, project: &Project) -> Option<String> {
@@ -327,6 +326,7 @@ fn debian_mirror(opts: &FetchOpts, project: &Project) -> Option<String> {
         })
 }
 
+/// Image stage options from flags and environment.
 fn image_options(
     opts: &FetchOpts,
     build: BuildSettings,
@@ -827,13 +827,7 @@ pub fn fetch(g: &Globals, args: &FetchArgs) -> Result<()> {
     debs.sort_by_key(|d| d.key());
     debs.dedup_by_key(|d| d.key());
     if !debs.is_empty() {
-        let options = image_options(
-            &args.fetch,
-            settings.clone(),
-            forge_image::run::Resolve::Locked,
-            &project,
-        );
-        let requests = forge_image::base::deb_requests(&debs, options.mirror.as_deref());
+        let requests = forge_image::base::deb_requests(&debs);
         let fetcher = forge_fetch::Fetcher::new(settings.fetch.clone(), observer.progress())?;
         let r = rt.block_on(fetcher.fetch_all(&store, &requests));
         g.printer.clear();
