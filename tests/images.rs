@@ -141,6 +141,17 @@ fn boot_plain_qemu(disk: &Path, firmware: Option<&str>, marker: &str, timeout: D
     started.elapsed().as_secs_f64()
 }
 
+/// The (only) image target of a `forge build --json` report.
+fn image_target(report: &serde_json::Value) -> serde_json::Value {
+    report["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == "image")
+        .unwrap()
+        .clone()
+}
+
 #[test]
 fn hello_image_end_to_end() {
     let w = World::new();
@@ -167,13 +178,7 @@ fn hello_image_end_to_end() {
     ));
     let lock_secs = t.elapsed().as_secs_f64();
     let report = json(&out);
-    let img = report["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["kind"] == "image")
-        .unwrap()
-        .clone();
+    let img = image_target(&report);
     let sha = img["sha256"].as_str().unwrap().to_string();
     let hash = img["hash"].as_str().unwrap().to_string();
     let lock_a = fs::read_to_string(a.join("lockfile.toml")).unwrap();
@@ -196,13 +201,7 @@ fn hello_image_end_to_end() {
     ));
     let build_secs = t.elapsed().as_secs_f64();
     let report_b = json(&out);
-    let img_b = report_b["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["kind"] == "image")
-        .unwrap()
-        .clone();
+    let img_b = image_target(&report_b);
     assert_eq!(
         img_b["sha256"].as_str().unwrap(),
         sha,

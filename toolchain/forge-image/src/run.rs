@@ -51,6 +51,14 @@ pub struct ImagesResult {
 }
 
 impl ImagesResult {
+    /// Records an image's lockfile entry and the .debs its package set uses.
+    fn record(&mut self, entry: LockedImage, debs: &[LockedDeb]) {
+        for d in debs {
+            self.debs.insert(d.key(), d.clone());
+        }
+        self.entries.insert(entry.name.clone(), entry);
+    }
+
     /// Puts the image entries, the .debs they use and the tool versions into `lock`.
     /// Images that no longer exist leave it; others not built this time keep their entries.
     pub fn apply(&self, lock: &mut Lockfile, existing: &[String]) {
@@ -125,11 +133,10 @@ pub async fn resolve_inputs(
     // one installed base even if the archive changes while forge runs.
     let mut resolved_here: BTreeMap<_, (Vec<LockedDeb>, Option<String>)> = BTreeMap::new();
     for image in images {
+        let spec = base_spec_hash(&image.base);
         let entry = lock.images.get(&image.name);
-        let reusable = entry.filter(|e| {
-            e.base_hash == base_spec_hash(&image.base)
-                && e.debs.iter().all(|d| lock.debs.contains_key(d))
-        });
+        let reusable = entry
+            .filter(|e| e.base_hash == spec && e.debs.iter().all(|d| lock.debs.contains_key(d)));
         match (options.resolve, reusable) {
             (Resolve::Reuse | Resolve::Locked, Some(e)) => {
                 sets.push((
@@ -143,8 +150,8 @@ pub async fn resolve_inputs(
                     image.name
                 )));
             }
-            _ if resolved_here.contains_key(&base_spec_hash(&image.base)) => {
-                sets.push(resolved_here[&base_spec_hash(&image.base)].clone());
+            _ if let Some(set) = resolved_here.get(&spec) => {
+                sets.push(set.clone());
             }
             _ => {
                 if archive_cache.is_none() {
@@ -177,7 +184,7 @@ pub async fn resolve_inputs(
                     ),
                 );
                 let set = (resolved.debs, Some(resolved.signed_by));
-                resolved_here.insert(base_spec_hash(&image.base), set.clone());
+                resolved_here.insert(spec, set.clone());
                 sets.push(set);
             }
         }
@@ -216,10 +223,7 @@ pub async fn lock_images(
             entry.output_sha256 = prev.output_sha256;
             entry.output_size = prev.output_size;
         }
-        result.entries.insert(entry.name.clone(), entry);
-        for d in &i.debs {
-            result.debs.insert(d.key(), d.clone());
-        }
+        result.record(entry, &i.debs);
     }
     Ok(result)
 }
@@ -252,14 +256,7 @@ pub async fn prepare(
     };
 
     let refs: Vec<&ImageInputs> = inputs.iter().collect();
-    fetch_debs(
-        &refs,
-        options.mirror.as_deref(),
-        store,
-        &options.build,
-        observer.as_ref(),
-    )
-    .await?;
+    fetch_debs(&refs, store, &options.build, observer.as_ref()).await?;
     Ok(Prepared {
         inputs,
         recipe_outcomes,
@@ -322,10 +319,7 @@ pub async fn build_images(
         let mut entry = i.locked.clone();
         entry.output_sha256 = Some(outcome.record.output_sha256);
         entry.output_size = Some(outcome.record.output_size);
-        result.entries.insert(entry.name.clone(), entry);
-        for d in &i.debs {
-            result.debs.insert(d.key(), d.clone());
-        }
+        result.record(entry, &i.debs);
         result.outcomes.push(outcome);
     }
     Ok(result)
