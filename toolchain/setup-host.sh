@@ -21,11 +21,14 @@ packages=(build-essential cmake pkg-config ca-certificates coreutils tar zstd gn
     python3-pip openssl systemd curl)
 missing=()
 for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    # No pipes into early-exiting readers (grep -q, head): under pipefail the writer's
+    # SIGPIPE (exit 141) would fail the script at random.
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [ "$status" = "install ok installed" ] || missing+=("$p")
 done
 need_e2fs=1
 if command -v mke2fs >/dev/null 2>&1; then
-    v=$(mke2fs -V 2>&1 | head -n1 | sed -n 's/^mke2fs \([0-9.]*\).*/\1/p')
+    v=$(mke2fs -V 2>&1 | sed -n '1s/^mke2fs \([0-9.]*\).*/\1/p')
     if dpkg --compare-versions "${v:-0}" ge 1.47.1; then need_e2fs=0; fi
 fi
 if ((${#missing[@]})) || ((need_e2fs)); then
