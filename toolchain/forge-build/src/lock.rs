@@ -35,6 +35,8 @@ pub fn desired(
         new.images = old.images.clone();
         new.debs = old.debs.clone();
         new.tools = old.tools.clone();
+        // Templates are `forge publish`'s to change.
+        new.templates = old.templates.clone();
     }
     // Recipes that no longer exist leave the lockfile in any case.
     new.recipes

@@ -39,6 +39,36 @@ pub struct Lockfile {
     pub images: BTreeMap<String, LockedImage>,
     /// Every .deb of every image, by `package=version:architecture`.
     pub debs: BTreeMap<String, LockedDeb>,
+    /// Exoscale templates `forge publish` registered, by `image@zone`.
+    pub templates: BTreeMap<String, LockedTemplate>,
+}
+
+/// A published image: the Exoscale template registered from one image output in one zone.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LockedTemplate {
+    pub image: String,
+    pub zone: String,
+    /// The template id.
+    pub id: String,
+    /// The template name (`<platform>-<image>-<first 12 hex of the output>`).
+    pub name: String,
+    /// The image output (qcow2) it was registered from.
+    pub output_sha256: Sha256Digest,
+    /// MD5 of that output, the checksum Exoscale verifies.
+    pub md5: String,
+    pub boot_mode: String,
+}
+
+impl LockedTemplate {
+    pub fn key(&self) -> String {
+        template_key(&self.image, &self.zone)
+    }
+}
+
+/// The lockfile key of an image's template in a zone.
+pub fn template_key(image: &str, zone: &str) -> String {
+    format!("{image}@{zone}")
 }
 
 /// One image's pins.
@@ -213,6 +243,8 @@ struct RawLockfile {
     image: Vec<Spanned<LockedImage>>,
     #[serde(default)]
     deb: Vec<LockedDeb>,
+    #[serde(default)]
+    template: Vec<Spanned<LockedTemplate>>,
 }
 
 impl Lockfile {
@@ -226,6 +258,7 @@ impl Lockfile {
             recipes: BTreeMap::new(),
             images: BTreeMap::new(),
             debs: BTreeMap::new(),
+            templates: BTreeMap::new(),
         }
     }
 
@@ -278,6 +311,19 @@ impl Lockfile {
                 }
             }
         }
+        let mut templates = BTreeMap::new();
+        for t in raw.template {
+            let span = t.span();
+            let t = t.into_inner();
+            if templates.contains_key(&t.key()) {
+                errors.push(file.error(
+                    span,
+                    format!("image `{}` has two templates in zone {}", t.image, t.zone),
+                ));
+            } else {
+                templates.insert(t.key(), t);
+            }
+        }
         if !errors.is_empty() {
             return Err(errors.into());
         }
@@ -289,6 +335,7 @@ impl Lockfile {
             recipes,
             images,
             debs,
+            templates,
         })
     }
 
@@ -406,6 +453,21 @@ impl Lockfile {
         }
         if !debs.is_empty() {
             doc["deb"] = Item::ArrayOfTables(debs);
+        }
+        let mut templates = ArrayOfTables::new();
+        for tpl in self.templates.values() {
+            let mut t = Table::new();
+            t["image"] = value(tpl.image.as_str());
+            t["zone"] = value(tpl.zone.as_str());
+            t["id"] = value(tpl.id.as_str());
+            t["name"] = value(tpl.name.as_str());
+            t["output-sha256"] = value(tpl.output_sha256.to_hex());
+            t["md5"] = value(tpl.md5.as_str());
+            t["boot-mode"] = value(tpl.boot_mode.as_str());
+            templates.push(t);
+        }
+        if !templates.is_empty() {
+            doc["template"] = Item::ArrayOfTables(templates);
         }
         doc.to_string()
     }
@@ -773,6 +835,34 @@ mod tests {
         }
         assert_eq!(back, expected);
         assert_eq!(back.render(), text);
+    }
+
+    #[test]
+    fn templates_round_trip() {
+        let mut l = sample();
+        let t = LockedTemplate {
+            image: "vault".into(),
+            zone: "de-fra-1".into(),
+            id: "6e5a1c5e-0b1f-4a59-9a2e-2a7f6c3b9d10".into(),
+            name: "p-vault-0123456789ab".into(),
+            output_sha256: Sha256Digest::of(b"o"),
+            md5: "d41d8cd98f00b204e9800998ecf8427e".into(),
+            boot_mode: "legacy".into(),
+        };
+        l.templates.insert(t.key(), t);
+        let text = l.render();
+        assert!(
+            text.contains("[[template]]\nimage = \"vault\"\nzone = \"de-fra-1\""),
+            "{text}"
+        );
+        let back = Lockfile::parse(&SourceFile::new("lockfile.toml", text.as_str())).unwrap();
+        assert_eq!(back.templates, l.templates);
+        let twice = format!("{text}\n{}", &text[text.find("[[template]]").unwrap()..]);
+        let err = Lockfile::parse(&SourceFile::new("lockfile.toml", twice.as_str())).unwrap_err();
+        assert!(
+            err.to_string().contains("two templates in zone de-fra-1"),
+            "{err}"
+        );
     }
 
     #[test]
