@@ -498,3 +498,25 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod zone_tests {
+    #[test]
+    fn forge_knows_the_zones_of_the_document() {
+        let doc: Vec<String> = super::spec()
+            .component("zone-name")
+            .and_then(|z| z.get("enum"))
+            .and_then(|e| e.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let forge: Vec<String> = forge_schema::platform::ZONES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(doc, forge);
+    }
+}

@@ -10,6 +10,7 @@ pub mod image;
 pub mod lockfile;
 pub mod oci;
 pub mod paths;
+pub mod platform;
 pub mod recipe;
 pub mod unit;
 pub mod variant;
