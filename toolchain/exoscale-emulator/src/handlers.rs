@@ -505,7 +505,7 @@ pub fn dispatch(operation: &str, state: &mut State, ctx: &mut Ctx) -> Result<Out
         "register-ssh-key" => {
             let name = ctx.field("name").and_then(Value::as_str).unwrap_or_default().to_string();
             let key = ctx.field("public-key").and_then(Value::as_str).unwrap_or_default();
-            let fingerprint = ssh_fingerprint(key).ok_or_else(|| err(400, "invalid public-key: expected an OpenSSH public key"))?;
+            let fingerprint = forge_exoscale::types::ssh_key_fingerprint(key).ok_or_else(|| err(400, "invalid public-key: expected an OpenSSH public key"))?;
             if state.ssh_keys.contains_key(&name) {
                 return Err(err(409, format!("an SSH key named {name:?} already exists")));
             }
@@ -845,30 +845,4 @@ fn is_cidr(s: &str) -> bool {
         (Ok(std::net::IpAddr::V6(_)), Ok(l)) => l <= 128,
         _ => false,
     }
-}
-
-/// The MD5 fingerprint (`aa:bb:…`) of an OpenSSH public key, or `None` if it is not one.
-fn ssh_fingerprint(key: &str) -> Option<String> {
-    use base64::Engine as _;
-    use md5::Digest as _;
-    let mut parts = key.split_whitespace();
-    let algo = parts.next()?;
-    if !(algo.starts_with("ssh-") || algo.starts_with("ecdsa-sha2-") || algo.starts_with("sk-")) {
-        return None;
-    }
-    let blob = base64::engine::general_purpose::STANDARD
-        .decode(parts.next()?)
-        .ok()?;
-    // The blob starts with the algorithm name as an SSH string.
-    let n = u32::from_be_bytes(blob.get(0..4)?.try_into().ok()?) as usize;
-    if blob.get(4..4 + n)? != algo.as_bytes() {
-        return None;
-    }
-    let d = md5::Md5::digest(&blob);
-    Some(
-        d.iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":"),
-    )
 }

@@ -395,3 +395,30 @@ pub struct CreateSshKey {
     pub name: String,
     pub public_key: String,
 }
+
+/// The MD5 fingerprint (`aa:bb:…`) Exoscale shows for an OpenSSH public key, or `None` if
+/// the text is not one.
+pub fn ssh_key_fingerprint(key: &str) -> Option<String> {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    let mut parts = key.split_whitespace();
+    let algo = parts.next()?;
+    if !(algo.starts_with("ssh-") || algo.starts_with("ecdsa-sha2-") || algo.starts_with("sk-")) {
+        return None;
+    }
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(parts.next()?)
+        .ok()?;
+    // The blob starts with the algorithm name as an SSH string.
+    let n = u32::from_be_bytes(blob.get(0..4)?.try_into().ok()?) as usize;
+    if blob.get(4..4 + n)? != algo.as_bytes() {
+        return None;
+    }
+    let d = md5::Md5::digest(&blob);
+    Some(
+        d.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
+}

@@ -315,13 +315,14 @@ impl Lockfile {
         for t in raw.template {
             let span = t.span();
             let t = t.into_inner();
-            if templates.contains_key(&t.key()) {
-                errors.push(file.error(
+            match templates.entry(t.key()) {
+                std::collections::btree_map::Entry::Occupied(_) => errors.push(file.error(
                     span,
                     format!("image `{}` has two templates in zone {}", t.image, t.zone),
-                ));
-            } else {
-                templates.insert(t.key(), t);
+                )),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(t);
+                }
             }
         }
         if !errors.is_empty() {

@@ -282,7 +282,7 @@ impl Checker<'_> {
         if let Some(s) = &raw.size {
             if size == 0 {
                 self.err(s.span(), format!("{what}: size must be at least 1"));
-            } else if d.odd && size % 2 == 0 {
+            } else if d.odd && size.is_multiple_of(2) {
                 let e = self.err(s.span(), format!("{what}: size {size} is even"));
                 e.help = Some(format!(
                     "a quorum of {size} members tolerates no more failures than {}; use an odd size",

@@ -76,6 +76,67 @@ pub enum Command {
     Vm(VmArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// Show what `forge deploy` would change in the cloud (Terraform-style diff).
+    Plan(PlanArgs),
+    /// Create or update the platform's cloud resources from the lockfile.
+    Deploy(DeployArgs),
+    /// Remove every cloud resource of the platform.
+    Destroy(DestroyArgs),
+}
+
+/// Deployment stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StageArg {
+    /// Security groups, the Vault anti-affinity group, elastic IP and instance pool, the
+    /// SSH key (spec §4.1).
+    Base,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The lockfile to deploy from [default: the project's lockfile.toml].
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
+    /// The stage to work on.
+    #[arg(long, value_enum, default_value_t = StageArg::Base)]
+    pub stage: StageArg,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Exit codes with --detailed-exitcode: 0 no changes, 1 error, 2 changes.")]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Exit with 2 when there are changes (as `terraform plan -detailed-exitcode`).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// API calls in flight at once.
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Plan-and-apply rounds before giving up (each round re-reads what exists).
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub max_rounds: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// API calls in flight at once.
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Rounds before giving up.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub max_rounds: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

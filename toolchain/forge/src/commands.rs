@@ -50,7 +50,7 @@ impl Globals {
         }
     }
 
-    fn project(&self) -> Result<Project> {
+    pub(crate) fn project(&self) -> Result<Project> {
         let root = Project::discover(&self.start_dir()?)?;
         Ok(match &self.variant {
             Some(v) => Project::load_variant(&root, v)?,
@@ -214,7 +214,7 @@ impl Observer for CliObserver {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod deploy;
 pub mod env;
 pub mod printer;
 
@@ -123,6 +124,9 @@ pub fn run() -> ExitCode {
         Command::Store(c) => commands::store(&globals, c),
         Command::Gc(a) => commands::gc(&globals, a),
         Command::Vm(a) => commands::vm(&globals, a),
+        Command::Plan(a) => deploy::plan(&globals, a),
+        Command::Deploy(a) => deploy::deploy(&globals, a),
+        Command::Destroy(a) => deploy::destroy(&globals, a),
         Command::Completions(a) => {
             clap_complete::generate(
                 a.shell,
@@ -137,6 +141,9 @@ pub fn run() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(deploy::ExitWith(code)) = e.downcast_ref::<deploy::ExitWith>() {
+                return ExitCode::from(*code);
+            }
             report(&printer, &e);
             ExitCode::from(1)
         }

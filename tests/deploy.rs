@@ -1,0 +1,431 @@
+//! The base stage against the Exoscale emulator: plan, apply, no-change plan, drift,
+//! destroy; convergence under injected faults and after `kill -9` of forge.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::World;
+use exoscale_emulator::{Config as EmuConfig, FaultSpec, Running};
+use forge_exoscale::{Client, ClientOptions, Config};
+use serde_json::Value;
+
+const KEY: &str = "EXO0123456789abcdef01234567";
+const SECRET: &str = "forge-test-secret-0123456789abcdefghijklmn";
+const ZONE: &str = "ch-gva-2";
+const PLATFORM: &str = "paas-test";
+
+fn emulator(faults: &str, delay_ms: u64) -> Running {
+    let mut c = EmuConfig::new(KEY, SECRET);
+    c.operation_delay = Duration::from_millis(delay_ms);
+    c.faults = FaultSpec::parse(faults).unwrap();
+    exoscale_emulator::spawn(c, "127.0.0.1:0".parse().unwrap()).unwrap()
+}
+
+fn client(emu: &Running) -> Client {
+    let cfg = Config::from_lookup(Some(ZONE), &|n| match n {
+        "EXOSCALE_API_KEY" => Some(KEY.into()),
+        "EXOSCALE_API_SECRET" => Some(SECRET.into()),
+        "EXOSCALE_API_ENDPOINT" => Some(emu.endpoint()),
+        _ => None,
+    })
+    .unwrap();
+    let mut o = ClientOptions::default();
+    o.poll.min_interval = Duration::from_millis(20);
+    o.retry.min_wait = Duration::from_millis(10);
+    o.retry.max_wait = Duration::from_millis(200);
+    Client::new(&cfg, o).unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Registers a template (served from a loopback file server) and writes a project whose
+/// lockfile records it.
+fn project(w: &World, emu: &Running, files: &forge_test_support::http::FileServer) -> PathBuf {
+    use md5::Digest as _;
+    let mut image = b"QFI\xfb\0\0\0\x03".to_vec();
+    image.resize(8192, 7);
+    files.put("/vault.qcow2", image.clone());
+    let md5 = hex::encode(md5::Md5::digest(&image));
+    let c = client(emu);
+    let body = forge_exoscale::types::RegisterTemplate {
+        name: format!("{PLATFORM}-vault"),
+        description: None,
+        url: files.url("/vault.qcow2"),
+        checksum: md5.clone(),
+        ssh_key_enabled: true,
+        password_enabled: false,
+        boot_mode: Some("legacy".into()),
+        default_user: Some("debian".into()),
+        build: None,
+        version: None,
+        maintainer: None,
+        size: None,
+    };
+    let template = rt().block_on(c.register_template(&body)).unwrap().id;
+    let dir = w.path().join("project");
+    std::fs::create_dir_all(dir.join("recipes")).unwrap();
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    std::fs::write(
+        dir.join("keys/operator.pub"),
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMq5V1dX9rC1Hq0mq7u2k0M6j7Yx3xvS3Vq9bq2q4yQw operator\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("platform.toml"),
+        format!(
+            "[platform]\nname = \"{PLATFORM}\"\nzone = \"{ZONE}\"\ndomain = \"paas-test.example.net\"\nadmin-networks = [\"198.51.100.0/24\", \"2001:db8::/48\"]\nssh-public-key = \"keys/operator.pub\"\n\n[vault]\nsize = 3\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("lockfile.toml"),
+        format!(
+            "version = 1\nsource-date-epoch = 315532800\nbuilder = \"forge/test\"\n\n[[template]]\nimage = \"vault\"\nzone = \"{ZONE}\"\nid = \"{template}\"\nname = \"{PLATFORM}-vault\"\noutput-sha256 = \"{}\"\nmd5 = \"{md5}\"\nboot-mode = \"legacy\"\n",
+            "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn forge(w: &World, emu: &Running, dir: &Path) -> Command {
+    let mut c = w.forge();
+    c.current_dir(dir)
+        .env("EXOSCALE_API_KEY", KEY)
+        .env("EXOSCALE_API_SECRET", SECRET)
+        .env("EXOSCALE_API_ENDPOINT", emu.endpoint())
+        .env_remove("EXOSCALE_ZONE")
+        .env("FORGE_EXOSCALE_POLL_MIN_MS", "20")
+        .env("FORGE_EXOSCALE_RETRY_MIN_MS", "10");
+    c
+}
+
+fn run(c: &mut Command) -> Output {
+    let o = c.output().unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+fn ok(c: &mut Command) -> String {
+    let o = run(c);
+    assert!(
+        o.status.success(),
+        "{:?} failed: {}",
+        c,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Everything of the platform the API shows: (kind, name) pairs, sorted.
+fn inventory(emu: &Running) -> Vec<(String, String)> {
+    let c = client(emu);
+    rt().block_on(async {
+        let mut out = Vec::new();
+        for g in c.list_security_groups().await.unwrap() {
+            if g.name.starts_with(PLATFORM) {
+                out.push(("security-group".into(), g.name.clone()));
+                for r in g.rules {
+                    out.push((
+                        "rule".into(),
+                        format!("{} {}-{:?}", g.name, r.protocol, r.start_port),
+                    ));
+                }
+            }
+        }
+        for g in c.list_anti_affinity_groups().await.unwrap() {
+            if g.name.starts_with(PLATFORM) {
+                out.push(("anti-affinity-group".into(), g.name));
+            }
+        }
+        for e in c.list_elastic_ips().await.unwrap() {
+            if e.labels.get("forge-platform").map(String::as_str) == Some(PLATFORM) {
+                out.push(("elastic-ip".into(), e.labels["forge-resource"].clone()));
+            }
+        }
+        for p in c.list_instance_pools().await.unwrap() {
+            out.push(("instance-pool".into(), p.name.clone()));
+        }
+        for i in c.list_instances().await.unwrap() {
+            out.push((
+                "instance".into(),
+                i.manager.map(|m| m.id).unwrap_or_default(),
+            ));
+        }
+        for k in c.list_ssh_keys().await.unwrap() {
+            out.push(("ssh-key".into(), k.name));
+        }
+        out.sort();
+        out
+    })
+}
+
+/// What a converged base stage holds: nothing twice, nothing missing.
+fn assert_converged(emu: &Running) {
+    let inv = inventory(emu);
+    let count = |kind: &str| inv.iter().filter(|(k, _)| k == kind).count();
+    assert_eq!(count("security-group"), 3, "{inv:#?}");
+    assert_eq!(count("rule"), 5, "{inv:#?}");
+    assert_eq!(count("anti-affinity-group"), 1, "{inv:#?}");
+    assert_eq!(count("elastic-ip"), 1, "{inv:#?}");
+    assert_eq!(count("instance-pool"), 1, "{inv:#?}");
+    assert_eq!(count("instance"), 3, "{inv:#?}");
+    assert_eq!(count("ssh-key"), 1, "{inv:#?}");
+}
+
+fn plan_exit(w: &World, emu: &Running, dir: &Path) -> (i32, String) {
+    let o = run(forge(w, emu, dir).args(["plan", "--detailed-exitcode"]));
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn base_stage_apply_plan_drift_destroy() {
+    let w = World::new();
+    let emu = emulator("", 30);
+    let files = forge_test_support::http::FileServer::start().unwrap();
+    let dir = project(&w, &emu, &files);
+
+    let (code, text) = plan_exit(&w, &emu, &dir);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("+ instance-pool paas-test-vault (pool-vault)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+ security-group paas-test-operator (sg-operator)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Plan: 12 to add, 0 to change, 0 to replace, 0 to destroy."),
+        "{text}"
+    );
+    let json: Value =
+        serde_json::from_str(&ok(forge(&w, &emu, &dir).args(["plan", "--json"]))).unwrap();
+    assert_eq!(json["summary"]["create"], 12, "{json:#}");
+
+    let out = ok(forge(&w, &emu, &dir).args(["deploy", "--lock", "lockfile.toml", "--json"]));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    eprintln!("deploy: {report:#}");
+    assert_converged(&emu);
+    let (code, text) = plan_exit(&w, &emu, &dir);
+    assert_eq!(code, 0, "a second plan must be empty:\n{text}");
+    assert!(text.contains("No changes"), "{text}");
+
+    // The pool as the API shows it: labels, user-data without secrets, the EIP in it.
+    let c = client(&emu);
+    let (pool, eip) = rt().block_on(async {
+        let p = c.list_instance_pools().await.unwrap().remove(0);
+        let p = c.get_instance_pool(&p.id).await.unwrap();
+        let e = c.list_elastic_ips().await.unwrap().remove(0);
+        (p, e)
+    });
+    assert_eq!(pool.labels["forge-platform"], PLATFORM);
+    assert_eq!(pool.labels["forge-stage"], "base");
+    assert_eq!(pool.labels["forge-resource"], "pool-vault");
+    assert!(pool.labels["forge-lockfile"].starts_with("sha256-"));
+    use base64::Engine as _;
+    let ud = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(pool.user_data.unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        ud.starts_with("## template: jinja\n#cloud-config\n"),
+        "{ud}"
+    );
+    assert!(
+        ud.contains(&format!(
+            "s/CLUSTER_EIP_ADDRESS/{}/g",
+            eip.ip.clone().unwrap()
+        )),
+        "{ud}"
+    );
+    assert!(
+        !ud.contains("bootcmd"),
+        "settings are applied once, not at every boot"
+    );
+    assert_eq!(
+        eip.healthcheck.as_ref().map(|h| h.mode.as_str()),
+        Some("https")
+    );
+    assert_eq!(
+        pool.ssh_key.map(|k| k.name),
+        Some(format!("{PLATFORM}-management"))
+    );
+
+    // Drift made through the API shows in plan and is repaired by deploy.
+    rt().block_on(async {
+        c.scale_instance_pool(&pool.id, 1).await.unwrap();
+        let op = c
+            .list_security_groups()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|g| g.name == "paas-test-operator")
+            .unwrap();
+        c.security_group_source(&op.id, "198.51.100.0/24", false)
+            .await
+            .unwrap();
+        let mut spec = forge_exoscale::types::ElasticIpSpec {
+            addressfamily: None,
+            description: Some("changed by hand".into()),
+            healthcheck: None,
+            labels: None,
+        };
+        spec.labels = Some(eip.labels.clone());
+        c.update_elastic_ip(&eip.id, &spec).await.unwrap();
+    });
+    let (code, text) = plan_exit(&w, &emu, &dir);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("~ size: 1 -> 3"), "{text}");
+    assert!(text.contains("~ external-sources"), "{text}");
+    assert!(
+        text.contains(
+            "~ description: \"changed by hand\" -> \"Hashicorp Vault API endpoint paas-test-vault\""
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("Plan: 0 to add, 3 to change, 0 to replace, 0 to destroy."),
+        "{text}"
+    );
+    ok(forge(&w, &emu, &dir).arg("deploy"));
+    assert_eq!(plan_exit(&w, &emu, &dir).0, 0);
+    assert_converged(&emu);
+
+    // A pool size the anti-affinity group allows, changed in platform.toml: in place.
+    let toml = std::fs::read_to_string(dir.join("platform.toml"))
+        .unwrap()
+        .replace("size = 3", "size = 5");
+    std::fs::write(dir.join("platform.toml"), toml).unwrap();
+    let (code, text) = plan_exit(&w, &emu, &dir);
+    assert_eq!(code, 2);
+    assert!(text.contains("~ size: 3 -> 5"), "{text}");
+
+    // destroy refuses without --yes when it cannot ask, then removes everything.
+    let o = run(forge(&w, &emu, &dir)
+        .arg("destroy")
+        .stdin(std::process::Stdio::null()));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("without --yes"));
+    ok(forge(&w, &emu, &dir).args(["destroy", "--yes"]));
+    let left: Vec<_> = inventory(&emu).into_iter().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let o = ok(forge(&w, &emu, &dir).args(["destroy", "--yes"]));
+    let _ = o;
+}
+
+#[test]
+fn errors_name_the_input_to_fix() {
+    let w = World::new();
+    let emu = emulator("", 0);
+    let files = forge_test_support::http::FileServer::start().unwrap();
+    let dir = project(&w, &emu, &files);
+    // No credentials.
+    let o = run(forge(&w, &emu, &dir)
+        .arg("plan")
+        .env_remove("EXOSCALE_API_KEY"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("EXOSCALE_API_KEY"));
+    // Wrong secret: the API's 403 message.
+    let o = run(forge(&w, &emu, &dir)
+        .arg("plan")
+        .env("EXOSCALE_API_SECRET", "wrong"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("HTTP 403: invalid request signature"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // EXOSCALE_ZONE contradicting platform.toml.
+    let o = run(forge(&w, &emu, &dir)
+        .arg("plan")
+        .env("EXOSCALE_ZONE", "de-fra-1"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("EXOSCALE_ZONE is de-fra-1 but platform.toml deploys to ch-gva-2")
+    );
+    // A platform.toml error with its location.
+    let toml = std::fs::read_to_string(dir.join("platform.toml"))
+        .unwrap()
+        .replace("size = 3", "size = 4");
+    std::fs::write(dir.join("platform.toml"), toml).unwrap();
+    let o = run(forge(&w, &emu, &dir).arg("plan"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("platform.toml:9:8"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // No template for the image.
+    std::fs::write(
+        dir.join("platform.toml"),
+        std::fs::read_to_string(dir.join("platform.toml"))
+            .unwrap()
+            .replace("size = 4", "size = 3"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("lockfile.toml"),
+        "version = 1\nsource-date-epoch = 315532800\nbuilder = \"forge/test\"\n",
+    )
+    .unwrap();
+    let o = run(forge(&w, &emu, &dir).arg("plan"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(
+        "image `vault` has no template in ch-gva-2: run `forge build images` and `forge publish`"
+    ));
+}
+
+#[test]
+fn converges_under_injected_faults_without_duplicates() {
+    let w = World::new();
+    // 20 % of requests fail with 5xx or 429 before doing anything, 10 % of operations
+    // fail, and 5 % of answers are cut off after the work was done.
+    let emu = emulator("5xx=0.1,429=0.1,op-fail=0.1,drop=0.05,seed=11", 20);
+    let files = forge_test_support::http::FileServer::start().unwrap();
+    // The template is registered before faults matter to this test's own setup client,
+    // whose retries cover them.
+    let dir = project(&w, &emu, &files);
+    let out = ok(forge(&w, &emu, &dir).args(["deploy", "--json"]));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    eprintln!("deploy under faults: {report:#}");
+    assert!(report["rounds"].as_u64().unwrap() >= 1);
+    assert_converged(&emu);
+    assert_eq!(plan_exit(&w, &emu, &dir).0, 0);
+    ok(forge(&w, &emu, &dir).args(["destroy", "--yes"]));
+    assert!(inventory(&emu).is_empty(), "{:?}", inventory(&emu));
+}
+
+#[test]
+fn kill_9_during_apply_then_rerun_converges() {
+    let w = World::new();
+    let emu = emulator("", 150);
+    let files = forge_test_support::http::FileServer::start().unwrap();
+    let dir = project(&w, &emu, &files);
+    for delay_ms in [150u64, 400, 700, 1100, 1600] {
+        let mut child = forge(&w, &emu, &dir)
+            .args(["deploy", "-q"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    ok(forge(&w, &emu, &dir).arg("deploy"));
+    assert_converged(&emu);
+    assert_eq!(plan_exit(&w, &emu, &dir).0, 0);
+    ok(forge(&w, &emu, &dir).args(["destroy", "--yes"]));
+    assert!(inventory(&emu).is_empty());
+}

@@ -1,0 +1,174 @@
+//! forge's deploy stage for cloud resources.
+//!
+//! A typed resource graph built from platform.toml and the lockfile ([`base::desired`]) is
+//! compared with what exists ([`cloud::read`]: resources are found by deterministic names
+//! and forge labels, so there is no state file to lose) into a [`plan::Plan`], which
+//! [`apply`] carries out in dependency order, re-planning after failures until nothing is
+//! left to do.
+
+pub mod base;
+pub mod cloud;
+pub mod error;
+pub mod plan;
+pub mod resource;
+
+use std::collections::BTreeMap;
+
+use forge_exoscale::Client;
+use forge_schema::platform::Platform;
+
+pub use cloud::Reporter;
+pub use error::DeployError;
+pub use plan::Plan;
+
+/// The inputs of the base stage besides the API.
+#[derive(Debug, Clone)]
+pub struct BaseRequest {
+    pub platform: Platform,
+    /// The Vault template id in the platform's zone; `None` when only destroying.
+    pub vault_template: Option<String>,
+    pub ssh_public_key: Option<String>,
+    pub lockfile_label: String,
+}
+
+fn desired(
+    req: &BaseRequest,
+    inv: &cloud::Inventory,
+) -> Result<Vec<resource::Desired>, DeployError> {
+    let template = req.vault_template.clone().ok_or_else(|| {
+        DeployError::Input(format!(
+            "image `{}` has no template in {}: run `forge publish` first",
+            req.platform.vault.image, req.platform.zone
+        ))
+    })?;
+    let inputs = base::BaseInputs {
+        platform: &req.platform,
+        vault_template: template,
+        instance_types: &inv.instance_types,
+        ssh_public_key: req.ssh_public_key.clone(),
+        lockfile_label: req.lockfile_label.clone(),
+    };
+    let d = base::desired(&inputs)?;
+    Ok(d.iter().map(|d| cloud::resolve(d, &inv.attrs)).collect())
+}
+
+/// What `forge plan --stage base` shows.
+pub async fn plan(client: &Client, req: &BaseRequest) -> Result<Plan, DeployError> {
+    let inv = cloud::read(client, &req.platform.name, base::STAGE).await?;
+    let want = desired(req, &inv)?;
+    Ok(plan::diff(
+        base::STAGE,
+        &req.platform.name,
+        &req.platform.zone,
+        &want,
+        &inv.actual,
+    ))
+}
+
+/// The plan that removes every resource of the stage.
+pub async fn destroy_plan(client: &Client, platform: &Platform) -> Result<Plan, DeployError> {
+    let inv = cloud::read(client, &platform.name, base::STAGE).await?;
+    Ok(plan::diff(
+        base::STAGE,
+        &platform.name,
+        &platform.zone,
+        &[],
+        &inv.actual,
+    ))
+}
+
+/// How `apply` runs.
+#[derive(Clone)]
+pub struct ApplyOptions {
+    /// Calls in flight at once.
+    pub jobs: usize,
+    /// Plan-and-execute rounds before giving up (each round re-reads what exists).
+    pub max_rounds: u32,
+    pub report: Reporter,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ApplyReport {
+    pub rounds: u32,
+    /// Changes carried out, by action.
+    pub done: BTreeMap<String, usize>,
+    /// Failed actions that a later round carried out.
+    pub recovered: usize,
+}
+
+/// Applies the base stage (or, with `destroy`, removes it) until the plan is empty.
+pub async fn apply(
+    client: &Client,
+    req: &BaseRequest,
+    destroy: bool,
+    opts: &ApplyOptions,
+) -> Result<ApplyReport, DeployError> {
+    let mut report = ApplyReport::default();
+    let mut last_errors = Vec::new();
+    for round in 1..=opts.max_rounds {
+        report.rounds = round;
+        let inv = cloud::read(client, &req.platform.name, base::STAGE).await?;
+        let want = if destroy {
+            Vec::new()
+        } else {
+            desired(req, &inv)?
+        };
+        let plan = plan::diff(
+            base::STAGE,
+            &req.platform.name,
+            &req.platform.zone,
+            &want,
+            &inv.actual,
+        );
+        if plan.is_empty() {
+            return Ok(report);
+        }
+        if round > 1 {
+            (opts.report)(&format!(
+                "round {round}: {} change(s) left",
+                plan.changes.len()
+            ));
+        }
+        let failures = cloud::execute(client, &plan, &inv, opts.jobs, &opts.report).await;
+        report.recovered += failures.len();
+        let failed: Vec<&String> = failures.iter().map(|(k, _)| k).collect();
+        for c in &plan.changes {
+            if !failed.contains(&&c.key) {
+                *report
+                    .done
+                    .entry(format!("{:?}", c.action).to_lowercase())
+                    .or_default() += 1;
+            }
+        }
+        for (key, e) in &failures {
+            (opts.report)(&format!("! {key}: {e}"));
+        }
+        // A failure that no retry can fix ends the apply at once.
+        if let Some((_, e)) = failures.iter().find(|(_, e)| !transient(e)) {
+            return Err(DeployError::Input(format!("{e}")));
+        }
+        if failures.is_empty() {
+            // Every change went through; no need to read everything again to know it.
+            return Ok(report);
+        }
+        last_errors = failures
+            .into_iter()
+            .map(|(k, e)| format!("  {k}: {e}"))
+            .collect();
+    }
+    Err(DeployError::NotConverged {
+        failed: last_errors.len(),
+        rounds: opts.max_rounds,
+        errors: last_errors.join("\n"),
+    })
+}
+
+fn transient(e: &DeployError) -> bool {
+    match e {
+        DeployError::Api { source, .. } => source.is_transient(),
+        // A dependency that failed in this round is created in the next.
+        DeployError::Input(m) => m.contains("does not exist yet"),
+        DeployError::NotConverged { .. } => false,
+    }
+}
