@@ -82,6 +82,8 @@ pub enum Command {
     Deploy(DeployArgs),
     /// Remove every cloud resource of the platform.
     Destroy(DestroyArgs),
+    /// Upload built images to SOS and register them as Exoscale templates.
+    Publish(PublishArgs),
 }
 
 /// Deployment stages.
@@ -316,4 +318,17 @@ pub struct GcArgs {
 pub struct CompletionsArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Images to publish [default: every image of the lockfile].
+    #[arg(value_name = "IMAGE")]
+    pub images: Vec<String>,
+    /// The lockfile to read the image outputs from and record templates in.
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
+    /// Also delete this platform's templates the lockfile no longer references.
+    #[arg(long)]
+    pub prune: bool,
 }

@@ -85,7 +85,7 @@ impl Globals {
         })
     }
 
-    fn open_store(&self, exclusive: bool) -> Result<Arc<Store>> {
+    pub(crate) fn open_store(&self, exclusive: bool) -> Result<Arc<Store>> {
         let path = self.store_path()?;
         let printer = self.printer.clone();
         let notice = move |msg: &str| printer.status("Blocking", msg);

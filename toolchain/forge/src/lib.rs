@@ -7,6 +7,7 @@ pub mod commands;
 pub mod deploy;
 pub mod env;
 pub mod printer;
+pub mod publish;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -127,6 +128,7 @@ pub fn run() -> ExitCode {
         Command::Plan(a) => deploy::plan(&globals, a),
         Command::Deploy(a) => deploy::deploy(&globals, a),
         Command::Destroy(a) => deploy::destroy(&globals, a),
+        Command::Publish(a) => publish::publish(&globals, a),
         Command::Completions(a) => {
             clap_complete::generate(
                 a.shell,
