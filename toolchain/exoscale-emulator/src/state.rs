@@ -8,6 +8,7 @@ use serde_json::Value;
 
 /// Resources of one zone.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Zonal {
     pub templates: BTreeMap<String, Value>,
     pub instances: BTreeMap<String, Value>,
@@ -31,8 +32,10 @@ pub struct Op {
     pub failure: Option<(String, String)>,
 }
 
-/// Everything the emulator knows; saved to `--state FILE` after every change.
+/// Everything the emulator knows; saved to `--state FILE` after every change (and
+/// loaded from it at start, so a test or a benchmark can also seed it).
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct State {
     pub zones: BTreeMap<String, Zonal>,
     pub security_groups: BTreeMap<String, Value>,

@@ -166,7 +166,10 @@ pub async fn apply(
 
 fn transient(e: &DeployError) -> bool {
     match e {
-        DeployError::Api { source, .. } => source.is_transient(),
+        // A group still "in use" just after its pool was deleted frees up shortly.
+        DeployError::Api { what, source } => {
+            source.is_transient() || (source.status() == Some(409) && what.starts_with("deleting"))
+        }
         // A dependency that failed in this round is created in the next.
         DeployError::Input(m) => m.contains("does not exist yet"),
         DeployError::NotConverged { .. } => false,
