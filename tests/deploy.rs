@@ -429,3 +429,66 @@ fn kill_9_during_apply_then_rerun_converges() {
     ok(forge(&w, &emu, &dir).args(["destroy", "--yes"]));
     assert!(inventory(&emu).is_empty());
 }
+
+#[test]
+fn the_client_retries_reads_but_never_a_create_blindly() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let start = |faults: &str| {
+        let mut c = EmuConfig::new(KEY, SECRET);
+        c.operation_delay = Duration::ZERO;
+        c.faults = FaultSpec::parse(faults).unwrap();
+        c.state_file = Some(state.clone());
+        exoscale_emulator::spawn(c, "127.0.0.1:0".parse().unwrap()).unwrap()
+    };
+    let body = forge_exoscale::types::CreateNamed {
+        name: "once".into(),
+        description: None,
+    };
+
+    // Every answer is cut off after the work is done.
+    let emu = start("drop=1");
+    let c = client(&emu);
+    let err = rt().block_on(c.create_security_group(&body)).unwrap_err();
+    assert!(
+        matches!(err, forge_exoscale::Error::Ambiguous { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("look the resource up before creating it again"),
+        "{err}"
+    );
+    assert_eq!(
+        c.stats().snapshot().get("POST /v2/security-group"),
+        Some(&1),
+        "a create is sent once"
+    );
+    let err = rt().block_on(c.list_security_groups()).unwrap_err();
+    assert!(
+        matches!(err, forge_exoscale::Error::Transport { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        c.stats().snapshot().get("GET /v2/security-group"),
+        Some(&7),
+        "a read is retried six times"
+    );
+    drop(emu);
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(
+        saved["security_groups"].as_object().unwrap().len(),
+        1,
+        "created exactly once"
+    );
+
+    // 429 means the server did nothing: a create is retried then.
+    let emu = start("429=1");
+    let c = client(&emu);
+    let err = rt().block_on(c.create_security_group(&body)).unwrap_err();
+    assert_eq!(err.status(), Some(429), "{err}");
+    assert_eq!(
+        c.stats().snapshot().get("POST /v2/security-group"),
+        Some(&7)
+    );
+}
