@@ -678,6 +678,147 @@ pub fn dispatch(operation: &str, state: &mut State, ctx: &mut Ctx) -> Result<Out
             copy_fields(i, ctx.body, &["name", "user-data", "labels", "public-ip-assignment"]);
             ctx.op(state, "instance", &id).into()
         }
+
+        // Network load balancers (zonal).
+        "list-load-balancers" => {
+            json!({ "load-balancers": state.zone(&zone).load_balancers.values().cloned().collect::<Vec<_>>() }).into()
+        }
+        "get-load-balancer" => state
+            .zone(&zone)
+            .load_balancers
+            .get(ctx.id())
+            .cloned()
+            .ok_or_else(|| not_found("load balancer", ctx.id()))?
+            .into(),
+        "create-load-balancer" => {
+            let name = ctx.field("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            name_conflict(state.zone(&zone).load_balancers.values(), &name, "load balancer")?;
+            let id = (ctx.new_id)();
+            let ip = elastic_ip(state.next_elastic_ip).to_string();
+            state.next_elastic_ip += 1;
+            let mut lb = json!({ "id": id, "name": name, "state": "running", "ip": ip, "services": [], "labels": {}, "created-at": rfc3339(ctx.now_ms) });
+            copy_fields(&mut lb, ctx.body, &["description", "labels"]);
+            state.zone(&zone).load_balancers.insert(id.clone(), lb);
+            ctx.op(state, "load-balancer", &id).into()
+        }
+        "update-load-balancer" => {
+            let id = ctx.id().to_string();
+            if let Some(name) = ctx.field("name").and_then(Value::as_str) {
+                let others: Vec<Value> = state.zone(&zone).load_balancers.values().filter(|l| l["id"] != id.as_str()).cloned().collect();
+                name_conflict(others.iter(), name, "load balancer")?;
+            }
+            let lb = state.zone(&zone).load_balancers.get_mut(&id).ok_or_else(|| not_found("load balancer", &id))?;
+            copy_fields(lb, ctx.body, &["name", "description", "labels"]);
+            ctx.op(state, "load-balancer", &id).into()
+        }
+        "delete-load-balancer" => {
+            let id = ctx.id().to_string();
+            state.zone(&zone).load_balancers.remove(&id).ok_or_else(|| not_found("load balancer", &id))?;
+            ctx.op(state, "load-balancer", &id).into()
+        }
+        "add-service-to-load-balancer" | "update-load-balancer-service" => {
+            let id = ctx.id().to_string();
+            let adding = operation.starts_with("add");
+            let service_id = if adding { (ctx.new_id)() } else { ctx.params.get("service-id").cloned().unwrap_or_default() };
+            let body = ctx.body.clone();
+            if let Some(pool) = id_of(body.get("instance-pool"))
+                && !state.zone(&zone).instance_pools.contains_key(&pool)
+            {
+                return Err(not_found("instance pool", &pool));
+            }
+            if let Some(hc) = body.get("healthcheck") {
+                let interval = hc.get("interval").and_then(Value::as_i64).unwrap_or(10);
+                let timeout = hc.get("timeout").and_then(Value::as_i64).unwrap_or(2);
+                if timeout > interval {
+                    return Err(err(400, "healthcheck timeout must not exceed its interval"));
+                }
+            }
+            let lb = state.zone(&zone).load_balancers.get_mut(&id).ok_or_else(|| not_found("load balancer", &id))?;
+            let services = lb["services"].as_array_mut().ok_or_else(|| err(500, "corrupt load balancer"))?;
+            let port = body.get("port").and_then(Value::as_i64);
+            let protocol = body.get("protocol").cloned();
+            for s in services.iter() {
+                if s["id"] == service_id.as_str() {
+                    continue;
+                }
+                let same_port = port.is_some_and(|p| s["port"].as_i64() == Some(p));
+                let same_proto = protocol.as_ref().is_none_or(|p| s["protocol"] == *p);
+                if same_port && same_proto {
+                    return Err(err(409, format!("port {} is already used by service {}", port.unwrap_or(0), s["name"])));
+                }
+                if body.get("name").is_some_and(|n| s["name"] == *n) {
+                    return Err(err(409, format!("a service named {} already exists", s["name"])));
+                }
+            }
+            if adding {
+                let mut svc = json!({ "id": service_id, "state": "running", "healthcheck-status": [] });
+                copy_fields(&mut svc, &body, &["name", "description", "instance-pool", "protocol", "strategy", "port", "target-port", "healthcheck"]);
+                services.push(svc);
+            } else {
+                let svc = services.iter_mut().find(|s| s["id"] == service_id.as_str()).ok_or_else(|| not_found("load balancer service", &service_id))?;
+                copy_fields(svc, &body, &["name", "description", "protocol", "strategy", "port", "target-port", "healthcheck"]);
+            }
+            ctx.op(state, "load-balancer", &id).into()
+        }
+        "get-load-balancer-service" => {
+            let sid = ctx.params.get("service-id").cloned().unwrap_or_default();
+            let lb = state.zone(&zone).load_balancers.get(ctx.id()).ok_or_else(|| not_found("load balancer", ctx.id()))?;
+            lb["services"].as_array().and_then(|a| a.iter().find(|s| s["id"] == sid.as_str())).cloned().ok_or_else(|| not_found("load balancer service", &sid))?.into()
+        }
+        "delete-load-balancer-service" => {
+            let id = ctx.id().to_string();
+            let sid = ctx.params.get("service-id").cloned().unwrap_or_default();
+            let lb = state.zone(&zone).load_balancers.get_mut(&id).ok_or_else(|| not_found("load balancer", &id))?;
+            let services = lb["services"].as_array_mut().ok_or_else(|| err(500, "corrupt load balancer"))?;
+            let before = services.len();
+            services.retain(|s| s["id"] != sid.as_str());
+            if services.len() == before {
+                return Err(not_found("load balancer service", &sid));
+            }
+            ctx.op(state, "load-balancer", &id).into()
+        }
+
+        // Private networks (zonal).
+        "list-private-networks" => {
+            json!({ "private-networks": state.zone(&zone).private_networks.values().cloned().collect::<Vec<_>>() }).into()
+        }
+        "get-private-network" => state
+            .zone(&zone)
+            .private_networks
+            .get(ctx.id())
+            .cloned()
+            .ok_or_else(|| not_found("private network", ctx.id()))?
+            .into(),
+        "create-private-network" | "update-private-network" => {
+            let creating = operation.starts_with("create");
+            let id = if creating { (ctx.new_id)() } else { ctx.id().to_string() };
+            let body = ctx.body.clone();
+            if let Some(name) = body.get("name").and_then(Value::as_str) {
+                let others: Vec<Value> = state.zone(&zone).private_networks.values().filter(|n| n["id"] != id.as_str()).cloned().collect();
+                name_conflict(others.iter(), name, "private network")?;
+            }
+            let mut net = if creating {
+                json!({ "id": id, "vni": 1000 + state.zone(&zone).private_networks.len(), "leases": [], "labels": {} })
+            } else {
+                state.zone(&zone).private_networks.get(&id).cloned().ok_or_else(|| not_found("private network", &id))?
+            };
+            copy_fields(&mut net, &body, &["name", "description", "netmask", "start-ip", "end-ip", "labels", "options"]);
+            check_managed_range(&net)?;
+            state.zone(&zone).private_networks.insert(id.clone(), net);
+            ctx.op(state, "private-network", &id).into()
+        }
+        "delete-private-network" => {
+            let id = ctx.id().to_string();
+            let z = state.zone(&zone);
+            if !z.private_networks.contains_key(&id) {
+                return Err(not_found("private network", &id));
+            }
+            if z.instance_pools.values().chain(z.instances.values()).any(|p| refs(p.get("private-networks")).contains(&id)) {
+                return Err(err(409, format!("private network {id} is in use")));
+            }
+            z.private_networks.remove(&id);
+            ctx.op(state, "private-network", &id).into()
+        }
         other => return Err(err(501, format!("the emulator does not implement {other}"))),
     })
 }
@@ -844,5 +985,39 @@ fn is_cidr(s: &str) -> bool {
         (Ok(std::net::IpAddr::V4(_)), Ok(l)) => l <= 32,
         (Ok(std::net::IpAddr::V6(_)), Ok(l)) => l <= 128,
         _ => false,
+    }
+}
+
+/// A managed private network needs netmask, start and end together, the range inside the
+/// netmask's network and start <= end.
+fn check_managed_range(net: &Value) -> Result<(), ApiError> {
+    let get = |k: &str| {
+        net.get(k)
+            .and_then(Value::as_str)
+            .map(|s| s.parse::<std::net::Ipv4Addr>())
+    };
+    match (get("netmask"), get("start-ip"), get("end-ip")) {
+        (None, None, None) => Ok(()),
+        (Some(Ok(mask)), Some(Ok(start)), Some(Ok(end))) => {
+            let (m, a, b) = (u32::from(mask), u32::from(start), u32::from(end));
+            if m.leading_ones() + m.trailing_zeros() != 32 {
+                return Err(err(400, format!("invalid netmask {mask}")));
+            }
+            if a & m != b & m || a > b {
+                return Err(err(
+                    400,
+                    format!("invalid range {start}-{end} for netmask {mask}"),
+                ));
+            }
+            Ok(())
+        }
+        (Some(_), Some(_), Some(_)) => Err(err(
+            400,
+            "netmask, start-ip and end-ip must be IPv4 addresses",
+        )),
+        _ => Err(err(
+            400,
+            "a managed private network needs netmask, start-ip and end-ip together",
+        )),
     }
 }

@@ -643,3 +643,158 @@ fn the_binary_prints_its_endpoint_and_injects_faults() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a probability"));
 }
+
+#[test]
+fn load_balancers_and_private_networks() {
+    let api = Api::start(10);
+    let files = forge_test_support::http::FileServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let image = qcow2_bytes();
+    files.put("/img.qcow2", image.clone());
+    use md5::Digest as _;
+    let template = api.done(
+        "POST",
+        "/template",
+        Some(json!({ "name": "t", "url": files.url("/img.qcow2"), "checksum": hex::encode(md5::Md5::digest(&image)), "ssh-key-enabled": true, "password-enabled": false })),
+    );
+
+    // Private networks: managed ranges are all-or-none and consistent.
+    assert_eq!(
+        api.call(
+            "POST",
+            "/private-network",
+            &[],
+            Some(json!({ "name": "n", "netmask": "255.255.255.0" }))
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        api.call("POST", "/private-network", &[], Some(json!({ "name": "n", "netmask": "255.255.255.0", "start-ip": "10.0.0.10", "end-ip": "10.0.1.10" }))).0,
+        400
+    );
+    let net = api.done(
+        "POST",
+        "/private-network",
+        Some(json!({ "name": "p-net", "netmask": "255.255.255.0", "start-ip": "10.0.0.10", "end-ip": "10.0.0.200", "labels": { "forge-platform": "p" } })),
+    );
+    assert_eq!(
+        api.call(
+            "POST",
+            "/private-network",
+            &[],
+            Some(json!({ "name": "p-net" }))
+        )
+        .0,
+        409
+    );
+    api.done(
+        "PUT",
+        &format!("/private-network/{net}"),
+        Some(json!({ "description": "nodes" })),
+    );
+    assert_eq!(
+        api.ok("GET", &format!("/private-network/{net}"), None)["description"],
+        "nodes"
+    );
+
+    let types = api.ok("GET", "/instance-type", None);
+    let small = types["instance-types"][2]["id"].clone();
+    let pool = api.done(
+        "POST",
+        "/instance-pool",
+        Some(json!({ "name": "p-nodes", "size": 2, "instance-type": { "id": small }, "template": { "id": template }, "disk-size": 20, "private-networks": [{ "id": net }] })),
+    );
+    assert_eq!(
+        api.call("DELETE", &format!("/private-network/{net}"), &[], None)
+            .0,
+        409,
+        "in use"
+    );
+
+    // Load balancers and services.
+    let lb = api.done(
+        "POST",
+        "/load-balancer",
+        Some(json!({ "name": "p-ingress", "labels": { "forge-platform": "p" } })),
+    );
+    let service = |name: &str, port: u16, pool: &str, timeout: u16| {
+        json!({
+            "name": name, "instance-pool": { "id": pool }, "protocol": "tcp", "strategy": "round-robin",
+            "port": port, "target-port": 30443, "healthcheck": { "mode": "tcp", "port": 30443, "interval": 10, "timeout": timeout, "retries": 1 },
+        })
+    };
+    assert_eq!(
+        api.call(
+            "POST",
+            &format!("/load-balancer/{lb}/service"),
+            &[],
+            Some(service(
+                "https",
+                443,
+                "00000000-0000-4000-8000-000000000000",
+                2
+            ))
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        api.call(
+            "POST",
+            &format!("/load-balancer/{lb}/service"),
+            &[],
+            Some(service("https", 443, &pool, 20))
+        )
+        .0,
+        400,
+        "timeout > interval"
+    );
+    api.done(
+        "POST",
+        &format!("/load-balancer/{lb}/service"),
+        Some(service("https", 443, &pool, 2)),
+    );
+    assert_eq!(
+        api.call(
+            "POST",
+            &format!("/load-balancer/{lb}/service"),
+            &[],
+            Some(service("other", 443, &pool, 2))
+        )
+        .0,
+        409,
+        "port taken"
+    );
+    let got = api.ok("GET", &format!("/load-balancer/{lb}"), None);
+    assert!(
+        got["ip"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("203.0.113.")
+    );
+    let sid = got["services"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    api.done(
+        "PUT",
+        &format!("/load-balancer/{lb}/service/{sid}"),
+        Some(json!({ "port": 8443 })),
+    );
+    assert_eq!(
+        api.ok("GET", &format!("/load-balancer/{lb}/service/{sid}"), None)["port"],
+        8443
+    );
+    api.done(
+        "DELETE",
+        &format!("/load-balancer/{lb}/service/{sid}"),
+        None,
+    );
+    api.done("DELETE", &format!("/load-balancer/{lb}"), None);
+    api.done("DELETE", &format!("/instance-pool/{pool}"), None);
+    api.done("DELETE", &format!("/private-network/{net}"), None);
+    assert_eq!(
+        api.ok("GET", "/load-balancer", None)["load-balancers"],
+        json!([])
+    );
+}

@@ -46,6 +46,16 @@ struct Instances {
 }
 #[derive(Deserialize)]
 #[serde(rename_all = "kebab-case")]
+struct LoadBalancers {
+    load_balancers: Vec<LoadBalancer>,
+}
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct PrivateNetworks {
+    private_networks: Vec<PrivateNetwork>,
+}
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
 struct SshKeys {
     ssh_keys: Vec<SshKey>,
 }
@@ -318,5 +328,135 @@ impl Client {
             Retry::Idempotent,
         )
         .await
+    }
+
+    pub async fn list_load_balancers(&self) -> Result<Vec<LoadBalancer>, Error> {
+        Ok(self
+            .get::<LoadBalancers>("load-balancer", &[])
+            .await?
+            .load_balancers)
+    }
+
+    pub async fn get_load_balancer(&self, id: &str) -> Result<LoadBalancer, Error> {
+        self.get(&format!("load-balancer/{id}"), &[]).await
+    }
+
+    pub async fn create_load_balancer(&self, body: &LoadBalancerSpec) -> Result<Reference, Error> {
+        self.mutate(Method::POST, "load-balancer", Some(body), Retry::Create)
+            .await
+    }
+
+    pub async fn update_load_balancer(
+        &self,
+        id: &str,
+        body: &LoadBalancerSpec,
+    ) -> Result<Reference, Error> {
+        self.mutate(
+            Method::PUT,
+            &format!("load-balancer/{id}"),
+            Some(body),
+            Retry::Idempotent,
+        )
+        .await
+    }
+
+    pub async fn delete_load_balancer(&self, id: &str) -> Result<Reference, Error> {
+        self.mutate(
+            Method::DELETE,
+            &format!("load-balancer/{id}"),
+            None::<&()>,
+            Retry::Idempotent,
+        )
+        .await
+    }
+
+    pub async fn add_load_balancer_service(
+        &self,
+        lb: &str,
+        body: &LoadBalancerService,
+    ) -> Result<Reference, Error> {
+        self.mutate(
+            Method::POST,
+            &format!("load-balancer/{lb}/service"),
+            Some(body),
+            Retry::Create,
+        )
+        .await
+    }
+
+    pub async fn update_load_balancer_service(
+        &self,
+        lb: &str,
+        service: &str,
+        body: &LoadBalancerService,
+    ) -> Result<Reference, Error> {
+        self.mutate(
+            Method::PUT,
+            &format!("load-balancer/{lb}/service/{service}"),
+            Some(body),
+            Retry::Idempotent,
+        )
+        .await
+    }
+
+    pub async fn delete_load_balancer_service(
+        &self,
+        lb: &str,
+        service: &str,
+    ) -> Result<Reference, Error> {
+        self.mutate(
+            Method::DELETE,
+            &format!("load-balancer/{lb}/service/{service}"),
+            None::<&()>,
+            Retry::Idempotent,
+        )
+        .await
+    }
+
+    pub async fn list_private_networks(&self) -> Result<Vec<PrivateNetwork>, Error> {
+        Ok(self
+            .get::<PrivateNetworks>("private-network", &[])
+            .await?
+            .private_networks)
+    }
+
+    pub async fn get_private_network(&self, id: &str) -> Result<PrivateNetwork, Error> {
+        self.get(&format!("private-network/{id}"), &[]).await
+    }
+
+    pub async fn create_private_network(
+        &self,
+        body: &PrivateNetworkSpec,
+    ) -> Result<Reference, Error> {
+        self.mutate(Method::POST, "private-network", Some(body), Retry::Create)
+            .await
+    }
+
+    pub async fn update_private_network(
+        &self,
+        id: &str,
+        body: &PrivateNetworkSpec,
+    ) -> Result<Reference, Error> {
+        self.mutate(
+            Method::PUT,
+            &format!("private-network/{id}"),
+            Some(body),
+            Retry::Idempotent,
+        )
+        .await
+    }
+
+    pub async fn delete_private_network(&self, id: &str) -> Result<Reference, Error> {
+        self.mutate(
+            Method::DELETE,
+            &format!("private-network/{id}"),
+            None::<&()>,
+            Retry::Idempotent,
+        )
+        .await
+    }
+
+    pub async fn get_operation(&self, id: &str) -> Result<Operation, Error> {
+        self.get(&format!("operation/{id}"), &[]).await
     }
 }

@@ -422,3 +422,115 @@ pub fn ssh_key_fingerprint(key: &str) -> Option<String> {
             .join(":"),
     )
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LoadBalancerHealthcheck {
+    pub mode: String,
+    pub port: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_sni: Option<String>,
+}
+
+/// A network load balancer service (`add-service-to-load-balancer` body and answer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LoadBalancerService {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub instance_pool: IdRef,
+    pub protocol: String,
+    pub strategy: String,
+    pub port: i64,
+    pub target_port: i64,
+    pub healthcheck: LoadBalancerHealthcheck,
+    #[serde(default, skip_serializing)]
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LoadBalancer {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
+    #[serde(default)]
+    pub services: Vec<LoadBalancerService>,
+    #[serde(default)]
+    pub labels: Labels,
+}
+
+/// Body of `create-load-balancer` and `update-load-balancer`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LoadBalancerSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Labels>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PrivateNetworkLease {
+    pub ip: String,
+    pub instance_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PrivateNetwork {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub netmask: Option<String>,
+    #[serde(default)]
+    pub start_ip: Option<String>,
+    #[serde(default)]
+    pub end_ip: Option<String>,
+    #[serde(default)]
+    pub vni: Option<i64>,
+    #[serde(default)]
+    pub leases: Vec<PrivateNetworkLease>,
+    #[serde(default)]
+    pub labels: Labels,
+}
+
+/// Body of `create-private-network` and `update-private-network`; netmask, start and end
+/// together make the network managed (Exoscale runs DHCP for it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PrivateNetworkSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netmask: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Labels>,
+}
