@@ -382,10 +382,53 @@ fn errors_name_the_input_to_fix() {
         "version = 1\nsource-date-epoch = 315532800\nbuilder = \"forge/test\"\n",
     )
     .unwrap();
+    // A plan still works, showing the template as unknown; a deploy refuses.
     let o = run(forge(&w, &emu, &dir).arg("plan"));
+    assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains(
         "image `vault` has no template in ch-gva-2: run `forge build images` and `forge publish`"
     ));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("+ template = (unknown: run `forge publish`)"),
+        "{text}"
+    );
+    let o = run(forge(&w, &emu, &dir).arg("deploy"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("has no template in ch-gva-2"));
+    assert!(
+        inventory(&emu).is_empty(),
+        "a refused deploy changes nothing"
+    );
+}
+
+#[test]
+fn the_repository_platform_toml_plans() {
+    let w = World::new();
+    let emu = emulator("", 0);
+    let dir = w.path().join("example");
+    std::fs::create_dir_all(dir.join("recipes")).unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(repo.join("platform.toml"), dir.join("platform.toml")).unwrap();
+    std::fs::write(
+        dir.join("lockfile.toml"),
+        "version = 1\nsource-date-epoch = 315532800\nbuilder = \"forge/test\"\n",
+    )
+    .unwrap();
+    // The example deploys to de-fra-1; the emulator endpoint serves every zone here.
+    let o = run(forge(&w, &emu, &dir).args(["plan", "--detailed-exitcode"]));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(
+            "forge will make these changes (stage base, platform paas-staging, zone de-fra-1)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("+ instance-pool paas-staging-vault (pool-vault)"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -245,6 +245,7 @@ pub fn desired(i: &BaseInputs) -> Result<Vec<Desired>, DeployError> {
             ))
         })?;
     let user_data = vault_user_data(p);
+    check_user_data(&pool_name(p, "vault"), &user_data)?;
     let mut pool = named("pool-vault", Kind::InstancePool, n("vault"));
     let f = &mut pool.fields;
     f.insert(
@@ -284,4 +285,38 @@ pub fn desired(i: &BaseInputs) -> Result<Vec<Desired>, DeployError> {
         }
     }
     Ok(out)
+}
+
+fn pool_name(p: &Platform, role: &str) -> String {
+    format!("{}-{role}", p.name)
+}
+
+/// Refuses user-data over the API's limit once base64-encoded (placeholders for addresses
+/// not known yet are longer than the addresses, so the check errs on the safe side).
+pub fn check_user_data(pool: &str, text: &str) -> Result<(), DeployError> {
+    let encoded = text.len().div_ceil(3) * 4;
+    if encoded > USER_DATA_LIMIT {
+        return Err(DeployError::Input(format!(
+            "the user-data of pool {pool} is {encoded} characters in base64, over Exoscale's limit of {USER_DATA_LIMIT}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_limit() {
+        assert!(check_user_data("p", &"x".repeat(24_576)).is_ok());
+        let e = check_user_data("p", &"x".repeat(24_577))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("32772 characters in base64, over Exoscale's limit of 32768"),
+            "{e}"
+        );
+    }
 }

@@ -35,12 +35,11 @@ fn desired(
     req: &BaseRequest,
     inv: &cloud::Inventory,
 ) -> Result<Vec<resource::Desired>, DeployError> {
-    let template = req.vault_template.clone().ok_or_else(|| {
-        DeployError::Input(format!(
-            "image `{}` has no template in {}: run `forge publish` first",
-            req.platform.vault.image, req.platform.zone
-        ))
-    })?;
+    // Unpublished, the template shows as unknown in a plan; `apply` refuses before this.
+    let template = req
+        .vault_template
+        .clone()
+        .unwrap_or_else(|| base::attr_ref("publish", &req.platform.vault.image));
     let inputs = base::BaseInputs {
         platform: &req.platform,
         vault_template: template,
@@ -104,6 +103,12 @@ pub async fn apply(
     destroy: bool,
     opts: &ApplyOptions,
 ) -> Result<ApplyReport, DeployError> {
+    if !destroy && req.vault_template.is_none() {
+        return Err(DeployError::Input(format!(
+            "image `{}` has no template in {}: run `forge publish` first",
+            req.platform.vault.image, req.platform.zone
+        )));
+    }
     let mut report = ApplyReport::default();
     let mut last_errors = Vec::new();
     for round in 1..=opts.max_rounds {

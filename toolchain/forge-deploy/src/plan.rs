@@ -300,6 +300,7 @@ fn render_value(field: &str, v: &Value) -> String {
         );
     }
     match v.as_str() {
+        Some(s) if s.starts_with("${publish.") => "(unknown: run `forge publish`)".to_string(),
         Some(s) if s.starts_with("${") => KNOWN_AFTER_APPLY.to_string(),
         _ => v.to_string(),
     }

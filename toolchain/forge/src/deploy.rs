@@ -31,6 +31,14 @@ impl std::fmt::Display for ExitWith {
 
 impl std::error::Error for ExitWith {}
 
+/// What the base stage's inputs are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Plan,
+    Deploy,
+    Destroy,
+}
+
 /// platform.toml, the lockfile and the API client of a project.
 pub(crate) struct Target {
     pub root: PathBuf,
@@ -102,13 +110,21 @@ impl Target {
         )?)
     }
 
-    /// The base stage's inputs; `for_destroy` needs no template.
-    pub fn base_request(&self, for_destroy: bool) -> Result<BaseRequest> {
+    /// The base stage's inputs. A plan works before `forge publish` (the template shows as
+    /// unknown, with a warning); a deploy needs the template; a destroy does not.
+    pub fn base_request(&self, g: &Globals, mode: Mode) -> Result<BaseRequest> {
         let p = &self.platform;
-        let vault_template = if for_destroy {
-            None
-        } else {
-            Some(self.template(&p.vault.image)?)
+        let vault_template = match mode {
+            Mode::Destroy => None,
+            Mode::Deploy => Some(self.template(&p.vault.image)?),
+            Mode::Plan => match self.template(&p.vault.image) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    g.printer
+                        .warn(&format!("{e}; the plan shows the template as unknown"));
+                    None
+                }
+            },
         };
         let ssh_public_key = match &p.ssh_public_key {
             Some(rel) => {
@@ -174,7 +190,7 @@ pub fn plan(g: &Globals, args: &PlanArgs) -> Result<()> {
     let started = Instant::now();
     let t = Target::load(g, args.target.lock.as_deref())?;
     let client = t.client(&t.platform.zone)?;
-    let req = t.base_request(false)?;
+    let req = t.base_request(g, Mode::Plan)?;
     let plan = runtime()?.block_on(forge_deploy::plan(&client, &req))?;
     if g.printer.json() {
         g.printer.print_json(&json!({
@@ -208,7 +224,7 @@ pub fn deploy(g: &Globals, args: &DeployArgs) -> Result<()> {
     let started = Instant::now();
     let t = Target::load(g, args.target.lock.as_deref())?;
     let client = t.client(&t.platform.zone)?;
-    let req = t.base_request(false)?;
+    let req = t.base_request(g, Mode::Deploy)?;
     let opts = apply_options(g, args.jobs, args.max_rounds);
     let report = runtime()?.block_on(forge_deploy::apply(&client, &req, false, &opts))?;
     finish(g, "Deployed", &t, &report, &client, started);
@@ -257,7 +273,7 @@ pub fn destroy(g: &Globals, args: &DestroyArgs) -> Result<()> {
             bail!("not confirmed: nothing was destroyed");
         }
     }
-    let req = t.base_request(true)?;
+    let req = t.base_request(g, Mode::Destroy)?;
     let opts = apply_options(g, args.jobs, args.max_rounds);
     let report = rt.block_on(forge_deploy::apply(&client, &req, true, &opts))?;
     finish(g, "Destroyed", &t, &report, &client, started);
