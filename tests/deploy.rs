@@ -10,43 +10,11 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::World;
+use common::exoscale::{KEY, SECRET, ZONE, client, emulator, forge_env, rt};
 use exoscale_emulator::{Config as EmuConfig, FaultSpec, Running};
-use forge_exoscale::{Client, ClientOptions, Config};
 use serde_json::Value;
 
-const KEY: &str = "EXO0123456789abcdef01234567";
-const SECRET: &str = "forge-test-secret-0123456789abcdefghijklmn";
-const ZONE: &str = "ch-gva-2";
 const PLATFORM: &str = "paas-test";
-
-fn emulator(faults: &str, delay_ms: u64) -> Running {
-    let mut c = EmuConfig::new(KEY, SECRET);
-    c.operation_delay = Duration::from_millis(delay_ms);
-    c.faults = FaultSpec::parse(faults).unwrap();
-    exoscale_emulator::spawn(c, "127.0.0.1:0".parse().unwrap()).unwrap()
-}
-
-fn client(emu: &Running) -> Client {
-    let cfg = Config::from_lookup(Some(ZONE), &|n| match n {
-        "EXOSCALE_API_KEY" => Some(KEY.into()),
-        "EXOSCALE_API_SECRET" => Some(SECRET.into()),
-        "EXOSCALE_API_ENDPOINT" => Some(emu.endpoint()),
-        _ => None,
-    })
-    .unwrap();
-    let mut o = ClientOptions::default();
-    o.poll.min_interval = Duration::from_millis(20);
-    o.retry.min_wait = Duration::from_millis(10);
-    o.retry.max_wait = Duration::from_millis(200);
-    Client::new(&cfg, o).unwrap()
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Registers a template (served from a loopback file server) and writes a project whose
 /// lockfile records it.
@@ -100,13 +68,8 @@ fn project(w: &World, emu: &Running, files: &forge_test_support::http::FileServe
 
 fn forge(w: &World, emu: &Running, dir: &Path) -> Command {
     let mut c = w.forge();
-    c.current_dir(dir)
-        .env("EXOSCALE_API_KEY", KEY)
-        .env("EXOSCALE_API_SECRET", SECRET)
-        .env("EXOSCALE_API_ENDPOINT", emu.endpoint())
-        .env_remove("EXOSCALE_ZONE")
-        .env("FORGE_EXOSCALE_POLL_MIN_MS", "20")
-        .env("FORGE_EXOSCALE_RETRY_MIN_MS", "10");
+    c.current_dir(dir);
+    forge_env(&mut c, emu);
     c
 }
 

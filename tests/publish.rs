@@ -16,13 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::World;
+use common::exoscale::{KEY, SECRET, ZONE, client, forge_env, rt};
 use exoscale_emulator::{Config as EmuConfig, Running};
-use forge_exoscale::{Client, ClientOptions, Config};
 use serde_json::Value;
-
-const KEY: &str = "EXO0123456789abcdef01234567";
-const SECRET: &str = "forge-test-secret-0123456789abcdefghijklmn";
-const ZONE: &str = "ch-gva-2";
 
 /// moto's S3 server on a free loopback port, stopped on drop.
 struct Moto {
@@ -70,35 +66,11 @@ fn start_moto() -> Moto {
     Moto { child, endpoint }
 }
 
-fn client(emu: &Running) -> Client {
-    let cfg = Config::from_lookup(Some(ZONE), &|n| match n {
-        "EXOSCALE_API_KEY" => Some(KEY.into()),
-        "EXOSCALE_API_SECRET" => Some(SECRET.into()),
-        "EXOSCALE_API_ENDPOINT" => Some(emu.endpoint()),
-        _ => None,
-    })
-    .unwrap();
-    let mut o = ClientOptions::default();
-    o.poll.min_interval = Duration::from_millis(20);
-    Client::new(&cfg, o).unwrap()
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn forge(w: &World, dir: &Path, emu: &Running, moto: &Moto) -> Command {
     let mut c = w.forge();
     c.current_dir(dir)
-        .env("EXOSCALE_API_KEY", KEY)
-        .env("EXOSCALE_API_SECRET", SECRET)
-        .env("EXOSCALE_API_ENDPOINT", emu.endpoint())
-        .env("EXOSCALE_SOS_ENDPOINT", &moto.endpoint)
-        .env_remove("EXOSCALE_ZONE")
-        .env("FORGE_EXOSCALE_POLL_MIN_MS", "20");
+        .env("EXOSCALE_SOS_ENDPOINT", &moto.endpoint);
+    forge_env(&mut c, emu);
     c
 }
 

@@ -8,6 +8,8 @@
     clippy::print_stderr
 )]
 
+pub mod exoscale;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

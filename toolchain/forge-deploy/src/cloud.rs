@@ -340,30 +340,23 @@ pub async fn execute(
             .iter()
             .filter(|c| c.kind == *kind && matches!(c.action, Action::Delete | Action::Replace))
             .collect();
-        let results: Vec<(String, Result<(), DeployError>)> = futures_util::stream::iter(batch)
-            .map(|c| {
-                let live = Arc::clone(&live);
-                let report = Arc::clone(report);
-                async move {
-                    let r = delete(client, c).await;
-                    if r.is_ok() {
-                        if let Ok(mut l) = live.lock() {
-                            l.ids.remove(&c.key);
-                            l.attrs.remove(&c.key);
-                        }
-                        report(&format!("- deleted {} {} ({})", c.kind, c.name, c.key));
-                    }
-                    (c.key.clone(), r)
+        for (k, e) in run_batch(batch, jobs, |c| {
+            let live = Arc::clone(&live);
+            let report = Arc::clone(report);
+            async move {
+                delete(client, c).await?;
+                if let Ok(mut l) = live.lock() {
+                    l.ids.remove(&c.key);
+                    l.attrs.remove(&c.key);
                 }
-            })
-            .buffer_unordered(jobs.max(1))
-            .collect()
-            .await;
-        for (k, r) in results {
-            if let Err(e) = r {
-                failed_keys.push(k.clone());
-                failures.push((k, e));
+                report(&format!("- deleted {} {} ({})", c.kind, c.name, c.key));
+                Ok(())
             }
+        })
+        .await
+        {
+            failed_keys.push(k.clone());
+            failures.push((k, e));
         }
     }
     // Creates and updates, dependencies first.
@@ -377,33 +370,46 @@ pub async fn execute(
             })
             .filter(|c| !(c.action == Action::Replace && failed_keys.contains(&c.key)))
             .collect();
-        let results: Vec<(String, Result<(), DeployError>)> = futures_util::stream::iter(batch)
-            .map(|c| {
+        failures.extend(
+            run_batch(batch, jobs, |c| {
                 let live = Arc::clone(&live);
                 let report = Arc::clone(report);
                 async move {
-                    let r = create_or_update(client, c, &live).await;
-                    if r.is_ok() {
-                        let verb = if c.action == Action::Update {
-                            "~ updated"
-                        } else {
-                            "+ created"
-                        };
-                        report(&format!("{verb} {} {} ({})", c.kind, c.name, c.key));
-                    }
-                    (c.key.clone(), r)
+                    create_or_update(client, c, &live).await?;
+                    let verb = if c.action == Action::Update {
+                        "~ updated"
+                    } else {
+                        "+ created"
+                    };
+                    report(&format!("{verb} {} {} ({})", c.kind, c.name, c.key));
+                    Ok(())
                 }
             })
-            .buffer_unordered(jobs.max(1))
-            .collect()
-            .await;
-        for (k, r) in results {
-            if let Err(e) = r {
-                failures.push((k, e));
-            }
-        }
+            .await,
+        );
     }
     failures
+}
+
+/// Runs `action` on each change, `jobs` at a time; the failures, by key.
+async fn run_batch<'a, F, Fut>(
+    batch: Vec<&'a Change>,
+    jobs: usize,
+    action: F,
+) -> Vec<(String, DeployError)>
+where
+    F: Fn(&'a Change) -> Fut,
+    Fut: std::future::Future<Output = Result<(), DeployError>>,
+{
+    futures_util::stream::iter(batch)
+        .map(|c| {
+            let fut = action(c);
+            async move { (c.key.clone(), fut.await) }
+        })
+        .buffer_unordered(jobs.max(1))
+        .filter_map(|(k, r)| async move { r.err().map(|e| (k, e)) })
+        .collect()
+        .await
 }
 
 async fn delete(client: &Client, c: &Change) -> Result<(), DeployError> {

@@ -1,0 +1,53 @@
+//! The Exoscale side of deploy and publish tests: the emulator's key pair, an API client
+//! for checking what forge did, and a runtime to call it from a test.
+
+use std::time::Duration;
+
+use exoscale_emulator::{Config as EmuConfig, FaultSpec, Running};
+use forge_exoscale::{Client, ClientOptions, Config};
+
+pub const KEY: &str = "EXO0123456789abcdef01234567";
+pub const SECRET: &str = "forge-test-secret-0123456789abcdefghijklmn";
+/// The emulator's default zone.
+pub const ZONE: &str = "ch-gva-2";
+
+/// An emulator with `faults` whose operations stay pending `delay_ms`.
+pub fn emulator(faults: &str, delay_ms: u64) -> Running {
+    let mut c = EmuConfig::new(KEY, SECRET);
+    c.operation_delay = Duration::from_millis(delay_ms);
+    c.faults = FaultSpec::parse(faults).unwrap();
+    exoscale_emulator::spawn(c, "127.0.0.1:0".parse().unwrap()).unwrap()
+}
+
+/// A client of `emu` with fast polling and retries.
+pub fn client(emu: &Running) -> Client {
+    let cfg = Config::from_lookup(Some(ZONE), &|n| match n {
+        "EXOSCALE_API_KEY" => Some(KEY.into()),
+        "EXOSCALE_API_SECRET" => Some(SECRET.into()),
+        "EXOSCALE_API_ENDPOINT" => Some(emu.endpoint()),
+        _ => None,
+    })
+    .unwrap();
+    let mut o = ClientOptions::default();
+    o.poll.min_interval = Duration::from_millis(20);
+    o.retry.min_wait = Duration::from_millis(10);
+    o.retry.max_wait = Duration::from_millis(200);
+    Client::new(&cfg, o).unwrap()
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `forge` pointed at `emu` (credentials, endpoint, fast polling), no `EXOSCALE_ZONE`.
+pub fn forge_env(c: &mut std::process::Command, emu: &Running) {
+    c.env("EXOSCALE_API_KEY", KEY)
+        .env("EXOSCALE_API_SECRET", SECRET)
+        .env("EXOSCALE_API_ENDPOINT", emu.endpoint())
+        .env_remove("EXOSCALE_ZONE")
+        .env("FORGE_EXOSCALE_POLL_MIN_MS", "20")
+        .env("FORGE_EXOSCALE_RETRY_MIN_MS", "10");
+}
