@@ -304,6 +304,23 @@ fn errors_name_the_input_to_fix() {
         .env_remove("EXOSCALE_API_KEY"));
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("EXOSCALE_API_KEY"));
+    // The secret never reaches the output, at any verbosity.
+    let o = run(forge(&w, &emu, &dir).args(["-vvv", "plan"]));
+    assert!(o.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(all.contains("GET"), "trace logging shows the calls");
+    assert!(
+        !all.contains(SECRET),
+        "the API secret leaked into the output"
+    );
+    assert!(
+        !all.contains("signature="),
+        "a request signature leaked into the output"
+    );
     // Wrong secret: the API's 403 message.
     let o = run(forge(&w, &emu, &dir)
         .arg("plan")

@@ -274,6 +274,7 @@ impl Client {
             match outcome {
                 Ok(resp) => {
                     let status = resp.status();
+                    tracing::debug!("{what} -> {}", status.as_u16());
                     let retry_after = retry_after(&resp);
                     match resp.bytes().await {
                         Ok(bytes) if status.is_success() => return Ok(bytes.to_vec()),
