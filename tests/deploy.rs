@@ -279,6 +279,45 @@ fn base_stage_apply_plan_drift_destroy() {
     assert_eq!(code, 2);
     assert!(text.contains("~ size: 3 -> 5"), "{text}");
 
+    // A change the API cannot make in place: the pool is replaced, the group it no longer
+    // needs is deleted.
+    let toml =
+        std::fs::read_to_string(dir.join("platform.toml")).unwrap() + "anti-affinity = false\n";
+    std::fs::write(dir.join("platform.toml"), toml).unwrap();
+    let (code, text) = plan_exit(&w, &emu, &dir);
+    assert_eq!(code, 2);
+    assert!(
+        text.contains("-/+ instance-pool paas-test-vault (pool-vault)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("~ anti-affinity-groups: [\"@aag-vault\"] -> [] (forces replacement)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- anti-affinity-group paas-test-vault (aag-vault)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Plan: 0 to add, 0 to change, 1 to replace, 1 to destroy."),
+        "{text}"
+    );
+    ok(forge(&w, &emu, &dir).arg("deploy"));
+    assert_eq!(plan_exit(&w, &emu, &dir).0, 0);
+    let inv = inventory(&emu);
+    assert_eq!(
+        inv.iter().filter(|(k, _)| k == "instance").count(),
+        5,
+        "{inv:?}"
+    );
+    assert_eq!(
+        inv.iter()
+            .filter(|(k, _)| k == "anti-affinity-group")
+            .count(),
+        0,
+        "{inv:?}"
+    );
+
     // destroy refuses without --yes when it cannot ask, then removes everything.
     let o = run(forge(&w, &emu, &dir)
         .arg("destroy")
