@@ -138,7 +138,8 @@ pub async fn read(client: &Client, platform: &str, stage: &str) -> Result<Invent
             );
         }
         fields.insert("labels".into(), json!(e.labels));
-        if let Some(ip) = &e.ip {
+        // With duplicates, the attributes are those of the one kept (the first found).
+        if let Some(ip) = e.ip.as_ref().filter(|_| inv.ids.get(&key) == Some(&e.id)) {
             inv.attrs
                 .entry(key.clone())
                 .or_default()
