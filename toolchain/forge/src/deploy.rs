@@ -176,11 +176,17 @@ fn check_stage(stage: StageArg) {
     }
 }
 
+/// Progress lines of an apply on stderr: hidden by `-q` and `--json`; failures that a
+/// later round may still fix show as warnings.
 fn reporter(g: &Globals) -> Reporter {
     let printer = g.printer.clone();
     Arc::new(move |line: &str| {
-        if !printer.json() {
-            printer.eprintln(line);
+        if printer.json() || printer.verbosity() == crate::printer::Verbosity::Quiet {
+            return;
+        }
+        match line.strip_prefix("! ") {
+            Some(failure) => printer.warn(failure),
+            None => printer.eprintln(line),
         }
     })
 }
