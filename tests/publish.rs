@@ -71,7 +71,25 @@ fn forge(w: &World, dir: &Path, emu: &Running, moto: &Moto) -> Command {
     c.current_dir(dir)
         .env("EXOSCALE_SOS_ENDPOINT", &moto.endpoint);
     forge_env(&mut c, emu);
+    // Per-zone endpoints, as the real API has them (`/ZONE/v2` on the emulator).
+    c.env(
+        "EXOSCALE_API_ENDPOINT",
+        format!("http://{}/{{zone}}/v2", emu.addr),
+    );
     c
+}
+
+/// A client of the emulator's `zone`.
+fn zone_client(emu: &Running, zone: &str) -> forge_exoscale::Client {
+    let endpoint = format!("http://{}/{{zone}}/v2", emu.addr);
+    let cfg = forge_exoscale::Config::from_lookup(Some(zone), &|n| match n {
+        "EXOSCALE_API_KEY" => Some(KEY.into()),
+        "EXOSCALE_API_SECRET" => Some(SECRET.into()),
+        "EXOSCALE_API_ENDPOINT" => Some(endpoint.clone()),
+        _ => None,
+    })
+    .unwrap();
+    forge_exoscale::Client::for_zone(&cfg, zone, forge_exoscale::ClientOptions::default()).unwrap()
 }
 
 fn ok(c: &mut Command) -> String {
@@ -97,7 +115,7 @@ fn publish_uploads_registers_records_and_is_idempotent() {
     ok(w.forge().current_dir(&dir).args(["build", "images"]));
     std::fs::write(
         dir.join("platform.toml"),
-        format!("[platform]\nname = \"pubtest\"\nzone = \"{ZONE}\"\nadmin-networks = [\"198.51.100.0/24\"]\n\n[publish]\nbucket = \"pubtest-templates\"\n"),
+        format!("[platform]\nname = \"pubtest\"\nzone = \"{ZONE}\"\nadmin-networks = [\"198.51.100.0/24\"]\n\n[publish]\nbucket = \"pubtest-templates\"\nzones = [\"{ZONE}\", \"de-fra-1\"]\n"),
     )
     .unwrap();
     let lock = std::fs::read_to_string(dir.join("lockfile.toml")).unwrap();
@@ -152,6 +170,10 @@ fn publish_uploads_registers_records_and_is_idempotent() {
     eprintln!("first publish: {:.1}s {first:#}", t.elapsed().as_secs_f64());
     let entry = &first["templates"][0];
     assert_eq!(entry["outcome"], "uploaded", "{first:#}");
+    // The second zone registers from the object already uploaded.
+    assert_eq!(first["templates"][1]["zone"], "de-fra-1", "{first:#}");
+    assert_eq!(first["templates"][1]["outcome"], "registered", "{first:#}");
+    let id2 = first["templates"][1]["id"].as_str().unwrap().to_string();
     let id = entry["id"].as_str().unwrap().to_string();
     let lock = std::fs::read_to_string(dir.join("lockfile.toml")).unwrap();
     assert!(
@@ -161,6 +183,18 @@ fn publish_uploads_registers_records_and_is_idempotent() {
         "{lock}"
     );
     assert!(lock.contains(&format!("md5 = \"{md5}\"")), "{lock}");
+    assert!(
+        lock.contains(&format!("zone = \"de-fra-1\"\nid = \"{id2}\"")),
+        "{lock}"
+    );
+    let fra = zone_client(&emu, "de-fra-1");
+    assert_eq!(
+        rt().block_on(fra.get_template(&id2))
+            .unwrap()
+            .checksum
+            .as_deref(),
+        Some(md5.as_str())
+    );
     // The emulator downloaded the file from the presigned URL and checked its MD5.
     let c = client(&emu);
     let tpl = rt().block_on(c.get_template(&id)).unwrap();
@@ -172,6 +206,7 @@ fn publish_uploads_registers_records_and_is_idempotent() {
     // Again: nothing uploaded, nothing registered.
     let again = publish(&w, &dir, &emu, &moto, &[]);
     assert_eq!(again["templates"][0]["outcome"], "up-to-date", "{again:#}");
+    assert_eq!(again["templates"][1]["outcome"], "up-to-date", "{again:#}");
     assert_eq!(rt().block_on(c.list_private_templates()).unwrap().len(), 1);
 
     // A run killed after registering but before writing the lockfile: found, not redone.
@@ -183,6 +218,11 @@ fn publish_uploads_registers_records_and_is_idempotent() {
     let adopted = publish(&w, &dir, &emu, &moto, &[]);
     assert_eq!(adopted["templates"][0]["outcome"], "adopted", "{adopted:#}");
     assert_eq!(adopted["templates"][0]["id"], id.as_str());
+    assert_eq!(adopted["templates"][1]["outcome"], "adopted", "{adopted:#}");
+    assert_eq!(
+        rt().block_on(fra.list_private_templates()).unwrap().len(),
+        1
+    );
     assert_eq!(rt().block_on(c.list_private_templates()).unwrap().len(), 1);
 
     // --prune: a template of an older output of this platform goes, the current one stays,
