@@ -126,12 +126,18 @@ fn id_of(v: Option<&Value>) -> Option<String> {
         .map(String::from)
 }
 
+/// 409 if another resource than `own_id` (the one being renamed, if any) has `name`.
 fn name_conflict<'a>(
     mut items: impl Iterator<Item = &'a Value>,
     name: &str,
     kind: &str,
+    own_id: Option<&str>,
 ) -> Result<(), ApiError> {
-    if items.any(|v| v.get("name").and_then(Value::as_str) == Some(name)) {
+    let taken = items.any(|v| {
+        v.get("name").and_then(Value::as_str) == Some(name)
+            && own_id.is_none_or(|own| v["id"] != own)
+    });
+    if taken {
         Err(err(409, format!("a {kind} named {name:?} already exists")))
     } else {
         Ok(())
@@ -283,7 +289,7 @@ pub fn dispatch(operation: &str, state: &mut State, ctx: &mut Ctx) -> Result<Out
             .into(),
         "create-security-group" => {
             let name = ctx.field("name").and_then(Value::as_str).unwrap_or_default().to_string();
-            name_conflict(state.security_groups.values(), &name, "security group")?;
+            name_conflict(state.security_groups.values(), &name, "security group", None)?;
             let id = (ctx.new_id)();
             let mut sg = json!({ "id": id, "name": name, "rules": [], "external-sources": [] });
             copy_fields(&mut sg, ctx.body, &["description"]);
@@ -414,7 +420,7 @@ pub fn dispatch(operation: &str, state: &mut State, ctx: &mut Ctx) -> Result<Out
         }
         "create-anti-affinity-group" => {
             let name = ctx.field("name").and_then(Value::as_str).unwrap_or_default().to_string();
-            name_conflict(state.anti_affinity_groups.values(), &name, "anti-affinity group")?;
+            name_conflict(state.anti_affinity_groups.values(), &name, "anti-affinity group", None)?;
             let id = (ctx.new_id)();
             let mut g = json!({ "id": id, "name": name });
             copy_fields(&mut g, ctx.body, &["description"]);
@@ -533,7 +539,7 @@ pub fn dispatch(operation: &str, state: &mut State, ctx: &mut Ctx) -> Result<Out
             let body = ctx.body.clone();
             check_refs(state, ctx, &body)?;
             let name = body["name"].as_str().unwrap_or_default().to_string();
-            name_conflict(state.zone(&zone).instance_pools.values(), &name, "instance pool")?;
+            name_conflict(state.zone(&zone).instance_pools.values(), &name, "instance pool", None)?;
             check_aag_capacity(state, &body, body["size"].as_i64().unwrap_or(0))?;
             let id = (ctx.new_id)();
             let mut p = json!({
@@ -565,8 +571,7 @@ pub fn dispatch(operation: &str, state: &mut State, ctx: &mut Ctx) -> Result<Out
             let body = ctx.body.clone();
             check_refs(state, ctx, &body)?;
             if let Some(name) = body.get("name").and_then(Value::as_str) {
-                let others = state.zone(&zone).instance_pools.values().filter(|p| p["id"] != id.as_str()).cloned().collect::<Vec<_>>();
-                name_conflict(others.iter(), name, "instance pool")?;
+                name_conflict(state.zone(&zone).instance_pools.values(), name, "instance pool", Some(&id))?;
             }
             let p = state.zone(&zone).instance_pools.get_mut(&id).ok_or_else(|| not_found("instance pool", &id))?;
             if p["public-ip-assignment"] == "none" && body.get("public-ip-assignment").is_some_and(|v| v != "none") {
@@ -574,14 +579,8 @@ pub fn dispatch(operation: &str, state: &mut State, ctx: &mut Ctx) -> Result<Out
             }
             copy_fields(p, &body, POOL_FIELDS);
             copy_fields(p, &body, &["name"]);
-            // Members follow the pool's labels, groups and addresses; template, type,
-            // user-data and disk size apply to members created afterwards.
             let pool = p.clone();
-            for inst in state.zone(&zone).instances.values_mut().filter(|i| i["manager"]["id"] == id.as_str()) {
-                for f in ["labels", "security-groups", "elastic-ips", "private-networks"] {
-                    inst[f] = pool[f].clone();
-                }
-            }
+            sync_members(state, &zone, &pool);
             ctx.op(state, "instance-pool", &id).into()
         }
         "scale-instance-pool" => {
@@ -637,11 +636,7 @@ pub fn dispatch(operation: &str, state: &mut State, ctx: &mut Ctx) -> Result<Out
                 _ => return Err(err(400, format!("field {field:?} cannot be reset"))),
             }
             let pool = p.clone();
-            for inst in state.zone(&zone).instances.values_mut().filter(|i| i["manager"]["id"] == id.as_str()) {
-                for f in ["labels", "security-groups", "elastic-ips", "private-networks"] {
-                    inst[f] = pool[f].clone();
-                }
-            }
+            sync_members(state, &zone, &pool);
             ctx.op(state, "instance-pool", &id).into()
         }
         "delete-instance-pool" => {
@@ -692,7 +687,7 @@ pub fn dispatch(operation: &str, state: &mut State, ctx: &mut Ctx) -> Result<Out
             .into(),
         "create-load-balancer" => {
             let name = ctx.field("name").and_then(Value::as_str).unwrap_or_default().to_string();
-            name_conflict(state.zone(&zone).load_balancers.values(), &name, "load balancer")?;
+            name_conflict(state.zone(&zone).load_balancers.values(), &name, "load balancer", None)?;
             let id = (ctx.new_id)();
             let ip = elastic_ip(state.next_elastic_ip).to_string();
             state.next_elastic_ip += 1;
@@ -704,8 +699,7 @@ pub fn dispatch(operation: &str, state: &mut State, ctx: &mut Ctx) -> Result<Out
         "update-load-balancer" => {
             let id = ctx.id().to_string();
             if let Some(name) = ctx.field("name").and_then(Value::as_str) {
-                let others: Vec<Value> = state.zone(&zone).load_balancers.values().filter(|l| l["id"] != id.as_str()).cloned().collect();
-                name_conflict(others.iter(), name, "load balancer")?;
+                name_conflict(state.zone(&zone).load_balancers.values(), name, "load balancer", Some(&id))?;
             }
             let lb = state.zone(&zone).load_balancers.get_mut(&id).ok_or_else(|| not_found("load balancer", &id))?;
             copy_fields(lb, ctx.body, &["name", "description", "labels"]);
@@ -794,8 +788,7 @@ pub fn dispatch(operation: &str, state: &mut State, ctx: &mut Ctx) -> Result<Out
             let id = if creating { (ctx.new_id)() } else { ctx.id().to_string() };
             let body = ctx.body.clone();
             if let Some(name) = body.get("name").and_then(Value::as_str) {
-                let others: Vec<Value> = state.zone(&zone).private_networks.values().filter(|n| n["id"] != id.as_str()).cloned().collect();
-                name_conflict(others.iter(), name, "private network")?;
+                name_conflict(state.zone(&zone).private_networks.values(), name, "private network", Some(&id))?;
             }
             let mut net = if creating {
                 json!({ "id": id, "vni": 1000 + state.zone(&zone).private_networks.len(), "leases": [], "labels": {} })
@@ -843,6 +836,27 @@ const POOL_FIELDS: &[&str] = &[
     "min-available",
     "application-consistent-snapshot-enabled",
 ];
+
+/// Members follow their pool's labels, groups and addresses at once (template, type,
+/// user-data and disk size apply only to members created afterwards).
+fn sync_members(state: &mut State, zone: &str, pool: &Value) {
+    let id = pool["id"].clone();
+    for inst in state
+        .zone(zone)
+        .instances
+        .values_mut()
+        .filter(|i| i["manager"]["id"] == id)
+    {
+        for f in [
+            "labels",
+            "security-groups",
+            "elastic-ips",
+            "private-networks",
+        ] {
+            inst[f] = pool[f].clone();
+        }
+    }
+}
 
 /// Exoscale allows at most 8 instances per anti-affinity group.
 fn check_aag_capacity(state: &State, spec: &Value, added: i64) -> Result<(), ApiError> {

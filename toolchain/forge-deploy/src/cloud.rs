@@ -535,16 +535,10 @@ fn pool_spec(
     if want("ssh-key")
         && let Some(k) = f.get("ssh-key").filter(|v| !v.is_null())
     {
-        let key = k.as_str().unwrap_or_default().trim_start_matches('@');
-        let l = live
-            .lock()
-            .map_err(|_| DeployError::Input("internal lock poisoned".into()))?;
-        let name = l
-            .ids
-            .get(key)
-            .cloned()
-            .ok_or_else(|| DeployError::Input(format!("{key} does not exist yet")))?;
-        spec.ssh_key = Some(NameRef { name });
+        // An SSH key's id is its name.
+        spec.ssh_key = Some(NameRef {
+            name: id_of(live, k)?,
+        });
     }
     if want("user-data")
         && let Some(u) = s(f.get("user-data"))

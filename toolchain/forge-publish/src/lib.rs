@@ -80,6 +80,28 @@ pub enum Outcome {
     Registered { uploaded: bool },
 }
 
+impl Outcome {
+    /// The machine name (`--json`).
+    pub fn key(&self) -> &'static str {
+        match self {
+            Outcome::UpToDate => "up-to-date",
+            Outcome::Adopted => "adopted",
+            Outcome::Registered { uploaded: true } => "uploaded",
+            Outcome::Registered { uploaded: false } => "registered",
+        }
+    }
+
+    /// In words.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Outcome::UpToDate => "up to date",
+            Outcome::Adopted => "found from an earlier run",
+            Outcome::Registered { uploaded: true } => "uploaded and registered",
+            Outcome::Registered { uploaded: false } => "registered (object already uploaded)",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Published {
     pub template: LockedTemplate,
@@ -183,6 +205,36 @@ async fn upload(
     Ok((hex::encode(h.finalize()), total))
 }
 
+fn zone_client(
+    config: &Config,
+    options: &ClientOptions,
+    zone: &str,
+) -> Result<Client, PublishError> {
+    Client::for_zone(config, zone, options.clone()).map_err(|source| PublishError::Api {
+        what: "API client".into(),
+        source,
+    })
+}
+
+/// The template forge registered as `name` from the output `hex`, if it exists in the zone.
+async fn find_registered(
+    client: &Client,
+    zone: &str,
+    name: &str,
+    hex: &str,
+) -> Result<Option<Template>, PublishError> {
+    let templates = client
+        .list_private_templates()
+        .await
+        .map_err(|source| PublishError::Api {
+            what: format!("listing templates in {zone}"),
+            source,
+        })?;
+    Ok(templates
+        .into_iter()
+        .find(|t| t.name.as_deref() == Some(name) && t.build.as_deref() == Some(hex)))
+}
+
 /// Publishes `image` in `zone`. `locked` is the lockfile's template for it, if any.
 pub async fn publish_one(
     config: &Config,
@@ -193,11 +245,7 @@ pub async fn publish_one(
     locked: Option<&LockedTemplate>,
     progress: &dyn Progress,
 ) -> Result<Published, PublishError> {
-    let client =
-        Client::for_zone(config, zone, options.clone()).map_err(|e| PublishError::Api {
-            what: "API client".into(),
-            source: e,
-        })?;
+    let client = zone_client(config, options, zone)?;
     let api = |what: String| move |source| PublishError::Api { what, source };
     let name = template_name(&platform.name, &image.name, &image.output_sha256);
     let boot_mode = if image.boot_modes.iter().any(|m| m == "bios") {
@@ -233,20 +281,14 @@ pub async fn publish_one(
         }
     }
     // 2. One registered by an earlier run that did not get to write the lockfile.
-    let templates = client
-        .list_private_templates()
-        .await
-        .map_err(api(format!("listing templates in {zone}")))?;
     let hex = image.output_sha256.to_hex();
-    if let Some(t) = templates.iter().find(|t| {
-        t.name.as_deref() == Some(name.as_str()) && t.build.as_deref() == Some(hex.as_str())
-    }) {
+    if let Some(t) = find_registered(&client, zone, &name, &hex).await? {
         let md5 = match &t.checksum {
             Some(c) => c.clone(),
             None => md5_of(&image.path).await?.0,
         };
         return Ok(Published {
-            template: record(t, md5),
+            template: record(&t, md5),
             outcome: Outcome::Adopted,
         });
     }
@@ -304,13 +346,7 @@ pub async fn publish_one(
         Ok(r) => r,
         Err(forge_exoscale::Error::Ambiguous { .. }) => {
             // The registration may have been accepted: look for it before giving up.
-            let again = client
-                .list_private_templates()
-                .await
-                .map_err(api(format!("listing templates in {zone}")))?;
-            match again.into_iter().find(|t| {
-                t.name.as_deref() == Some(name.as_str()) && t.build.as_deref() == Some(hex.as_str())
-            }) {
+            match find_registered(&client, zone, &name, &hex).await? {
                 Some(t) => forge_exoscale::types::Reference {
                     id: t.id,
                     link: None,
@@ -345,11 +381,7 @@ pub async fn prune(
     keep: &[String],
     progress: &dyn Progress,
 ) -> Result<Vec<String>, PublishError> {
-    let client =
-        Client::for_zone(config, zone, options.clone()).map_err(|e| PublishError::Api {
-            what: "API client".into(),
-            source: e,
-        })?;
+    let client = zone_client(config, options, zone)?;
     let templates = client
         .list_private_templates()
         .await

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Result, anyhow, bail};
 use forge_exoscale::ClientOptions;
-use forge_publish::{ImageOutput, Outcome, Progress};
+use forge_publish::{ImageOutput, Progress};
 use forge_schema::lockfile::template_key;
 use indicatif::ProgressBar;
 use serde_json::json;
@@ -112,14 +112,7 @@ pub fn publish(g: &Globals, args: &PublishArgs) -> Result<()> {
                 l.templates.insert(entry.key(), entry.clone());
                 l
             })?;
-            let what = match &p.outcome {
-                Outcome::UpToDate => "up to date".to_string(),
-                Outcome::Adopted => "found from an earlier run".to_string(),
-                Outcome::Registered { uploaded: true } => "uploaded and registered".to_string(),
-                Outcome::Registered { uploaded: false } => {
-                    "registered (object already uploaded)".to_string()
-                }
-            };
+            let what = p.outcome.describe();
             if !g.printer.json() {
                 g.printer.status(
                     "Published",
@@ -131,7 +124,7 @@ pub fn publish(g: &Globals, args: &PublishArgs) -> Result<()> {
             }
             results.push(json!({
                 "image": image.name, "zone": zone, "id": p.template.id, "name": p.template.name,
-                "outcome": match p.outcome { Outcome::UpToDate => "up-to-date", Outcome::Adopted => "adopted", Outcome::Registered { uploaded: true } => "uploaded", Outcome::Registered { uploaded: false } => "registered" },
+                "outcome": p.outcome.key(),
             }));
         }
     }
