@@ -85,6 +85,87 @@ pub struct Platform {
     pub vault: Pool,
     pub etcd: Pool,
     pub kubernetes: Kubernetes,
+    /// How the Vault cluster is initialised and which members it has outside the cloud.
+    pub vault_cluster: VaultCluster,
+    pub secrets: Secrets,
+    pub pki: Pki,
+}
+
+/// `[vault]` keys besides the pool's (spec §6.3, defect 16: 5 shares, 3 needed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultCluster {
+    pub key_shares: u8,
+    pub key_threshold: u8,
+    /// `[[vault.member]]`: Vault servers forge bootstraps through a local TLS directory
+    /// instead of cloud instances (a lab, bare metal, the tests).
+    pub members: Vec<StaticMember>,
+}
+
+/// A Vault server outside the cloud.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticMember {
+    /// The raft node id.
+    pub name: String,
+    /// Its API address, `https://HOST:PORT`.
+    pub api_addr: String,
+    /// Where the member reads `ca.pem`, `server.pem` and `server.key` (relative paths are
+    /// relative to the project).
+    pub tls_dir: String,
+}
+
+/// `[secrets]`: where forge keeps the secrets it makes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Secrets {
+    /// Default: `$XDG_DATA_HOME/forge/secrets/<platform>`.
+    pub dir: Option<String>,
+    /// An age X25519 recipient (`age1...`) every secret is encrypted to.
+    pub age_recipient: Option<String>,
+}
+
+/// Key algorithm of the CAs and certificates forge and Vault make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    EcdsaP256,
+    EcdsaP384,
+}
+
+impl KeyAlgorithm {
+    pub const NAMES: &[&str] = &["ecdsa-p256", "ecdsa-p384"];
+    /// Vault's `key_type` and `key_bits`.
+    pub fn vault_key(self) -> (&'static str, u32) {
+        match self {
+            KeyAlgorithm::EcdsaP256 => ("ec", 256),
+            KeyAlgorithm::EcdsaP384 => ("ec", 384),
+        }
+    }
+}
+
+/// The subject fields every CA and role carries (the original's
+/// `platform_default_tls_subject`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Subject {
+    pub organization: Option<String>,
+    pub organizational_unit: Option<String>,
+    pub country: Option<String>,
+    pub province: Option<String>,
+    pub locality: Option<String>,
+    pub street_address: Option<String>,
+    pub postal_code: Option<String>,
+}
+
+/// `[pki]` (spec §2.1 / §5.2 lifetimes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pki {
+    pub subject: Subject,
+    /// CAs (the root, the ICA, the Kubernetes CAs).
+    pub ca_key: KeyAlgorithm,
+    /// Leaf certificates (PKI roles, Vault bootstrap certificates).
+    pub leaf_key: KeyAlgorithm,
+    pub root_ca_hours: u64,
+    pub ca_hours: u64,
+    pub ica_hours: u64,
+    pub cert_hours: u64,
+    pub bootstrap_cert_hours: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,9 +211,59 @@ pub struct Kubernetes {
 struct Raw {
     platform: Spanned<RawPlatform>,
     publish: Option<Spanned<RawPublish>>,
-    vault: Option<Spanned<RawPool>>,
+    vault: Option<Spanned<RawVault>>,
     etcd: Option<Spanned<RawPool>>,
     kubernetes: Option<Spanned<RawKubernetes>>,
+    secrets: Option<Spanned<RawSecrets>>,
+    pki: Option<Spanned<RawPki>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawVault {
+    image: Option<Spanned<String>>,
+    size: Option<Spanned<u32>>,
+    instance_type: Option<Spanned<String>>,
+    disk_size: Option<Spanned<u32>>,
+    anti_affinity: Option<bool>,
+    key_shares: Option<Spanned<u8>>,
+    key_threshold: Option<Spanned<u8>>,
+    #[serde(default)]
+    member: Vec<Spanned<RawMember>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawMember {
+    name: Spanned<String>,
+    api_addr: Spanned<String>,
+    tls_dir: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSecrets {
+    dir: Option<Spanned<String>>,
+    age_recipient: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPki {
+    organization: Option<String>,
+    organizational_unit: Option<String>,
+    country: Option<Spanned<String>>,
+    province: Option<String>,
+    locality: Option<String>,
+    street_address: Option<String>,
+    postal_code: Option<String>,
+    ca_key: Option<Spanned<String>>,
+    leaf_key: Option<Spanned<String>>,
+    root_ca_years: Option<Spanned<u64>>,
+    ca_years: Option<Spanned<u64>>,
+    ica_years: Option<Spanned<u64>>,
+    cert_hours: Option<Spanned<u64>>,
+    bootstrap_cert_days: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -333,6 +464,128 @@ impl Checker<'_> {
     }
 }
 
+impl Checker<'_> {
+    fn vault_cluster(&mut self, raw: &RawVault) -> VaultCluster {
+        let shares = raw.key_shares.as_ref().map_or(5, |s| *s.get_ref());
+        let threshold = raw.key_threshold.as_ref().map_or(3, |s| *s.get_ref());
+        if let Some(s) = &raw.key_shares
+            && shares == 0
+        {
+            self.err(s.span(), "key-shares must be at least 1");
+        }
+        if threshold == 0 || threshold > shares {
+            let span = raw
+                .key_threshold
+                .as_ref()
+                .or(raw.key_shares.as_ref())
+                .map_or(0..0, Spanned::span);
+            let e = self.err(
+                span,
+                format!("key-threshold {threshold} must be between 1 and key-shares ({shares})"),
+            );
+            e.help = Some("e.g. key-shares = 5, key-threshold = 3".into());
+        }
+        let mut members = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
+        for m in &raw.member {
+            let m = m.get_ref();
+            if let Err(e) = crate::paths::check_name(m.name.get_ref()) {
+                self.err(m.name.span(), format!("invalid member name: {e}"));
+            }
+            if !names.insert(m.name.get_ref().clone()) {
+                self.err(m.name.span(), format!("member `{}` is listed twice", m.name.get_ref()));
+            }
+            let addr = m.api_addr.get_ref();
+            let ok = addr
+                .strip_prefix("https://")
+                .or_else(|| addr.strip_prefix("http://"))
+                .and_then(|rest| rest.rsplit_once(':'))
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                let e = self.err(m.api_addr.span(), format!("`{addr}` is not a Vault API address"));
+                e.help = Some("write https://HOST:PORT, e.g. `https://10.0.0.5:8200`".into());
+            }
+            members.push(StaticMember {
+                name: m.name.get_ref().clone(),
+                api_addr: addr.trim_end_matches('/').to_string(),
+                tls_dir: m.tls_dir.get_ref().clone(),
+            });
+        }
+        VaultCluster {
+            key_shares: shares,
+            key_threshold: threshold,
+            members,
+        }
+    }
+
+    fn secrets(&mut self, raw: RawSecrets) -> Secrets {
+        if let Some(r) = &raw.age_recipient {
+            let v = r.get_ref();
+            if !v.starts_with("age1") || v.len() < 60 {
+                let e = self.err(r.span(), format!("`{v}` is not an age X25519 recipient"));
+                e.help = Some("make one with `age-keygen` and copy its `age1...` public key".into());
+            }
+        }
+        Secrets {
+            dir: raw.dir.map(Spanned::into_inner),
+            age_recipient: raw.age_recipient.map(Spanned::into_inner),
+        }
+    }
+
+    fn key_algorithm(&mut self, v: Option<&Spanned<String>>, default: KeyAlgorithm) -> KeyAlgorithm {
+        let Some(v) = v else { return default };
+        match v.get_ref().as_str() {
+            "ecdsa-p256" => KeyAlgorithm::EcdsaP256,
+            "ecdsa-p384" => KeyAlgorithm::EcdsaP384,
+            other => {
+                let e = self.err(v.span(), format!("unknown key algorithm `{other}`"));
+                e.help = Some(format!("use one of {}", KeyAlgorithm::NAMES.join(", ")));
+                default
+            }
+        }
+    }
+
+    fn pki(&mut self, raw: RawPki) -> Pki {
+        if let Some(c) = &raw.country
+            && (c.get_ref().len() != 2 || !c.get_ref().chars().all(|x| x.is_ascii_uppercase()))
+        {
+            self.err(c.span(), format!("country `{}` is not a two-letter code such as `CH`", c.get_ref()));
+        }
+        let ca_key = self.key_algorithm(raw.ca_key.as_ref(), KeyAlgorithm::EcdsaP384);
+        let leaf_key = self.key_algorithm(raw.leaf_key.as_ref(), KeyAlgorithm::EcdsaP256);
+        let mut hours = |v: &Option<Spanned<u64>>, default: u64, per: u64, max: u64, what: &str| {
+            let Some(n) = v else { return default * per };
+            if *n.get_ref() == 0 || *n.get_ref() > max {
+                self.err(n.span(), format!("{what} must be 1-{max}"));
+            }
+            n.get_ref() * per
+        };
+        let root_ca_hours = hours(&raw.root_ca_years, 30, 8760, 50, "root-ca-years");
+        let ca_hours = hours(&raw.ca_years, 10, 8760, 30, "ca-years");
+        let ica_hours = hours(&raw.ica_years, 5, 8760, 30, "ica-years");
+        let cert_hours = hours(&raw.cert_hours, 96, 1, 8760, "cert-hours");
+        let bootstrap_cert_hours = hours(&raw.bootstrap_cert_days, 90, 24, 825, "bootstrap-cert-days");
+        Pki {
+            subject: Subject {
+                organization: raw.organization,
+                organizational_unit: raw.organizational_unit,
+                country: raw.country.map(Spanned::into_inner),
+                province: raw.province,
+                locality: raw.locality,
+                street_address: raw.street_address,
+                postal_code: raw.postal_code,
+            },
+            ca_key,
+            leaf_key,
+            root_ca_hours,
+            ca_hours,
+            ica_hours,
+            cert_hours,
+            bootstrap_cert_hours,
+        }
+    }
+}
+
 /// Resource names must leave room for suffixes within Exoscale's limits and work as DNS
 /// labels and label values.
 fn check_platform_name(name: &str) -> Result<(), String> {
@@ -441,8 +694,19 @@ impl Platform {
             },
         };
 
+        let raw_vault = raw.vault.map(Spanned::into_inner).unwrap_or_default();
+        let vault_cluster = c.vault_cluster(&raw_vault);
+        let vault_pool = RawPool {
+            image: raw_vault.image,
+            size: raw_vault.size,
+            instance_type: raw_vault.instance_type,
+            disk_size: raw_vault.disk_size,
+            anti_affinity: raw_vault.anti_affinity,
+        };
+        let secrets = c.secrets(raw.secrets.map(Spanned::into_inner).unwrap_or_default());
+        let pki = c.pki(raw.pki.map(Spanned::into_inner).unwrap_or_default());
         let vault = c.pool(
-            raw.vault,
+            Some(Spanned::new(0..0, vault_pool)),
             &PoolDefaults {
                 image: "vault",
                 size: 3,
@@ -571,6 +835,9 @@ impl Platform {
             publish,
             vault,
             etcd,
+            vault_cluster,
+            secrets,
+            pki,
             kubernetes: Kubernetes {
                 cluster_domain,
                 pod_cidr_ipv4: pod4,
