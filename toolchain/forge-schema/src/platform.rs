@@ -493,7 +493,10 @@ impl Checker<'_> {
                 self.err(m.name.span(), format!("invalid member name: {e}"));
             }
             if !names.insert(m.name.get_ref().clone()) {
-                self.err(m.name.span(), format!("member `{}` is listed twice", m.name.get_ref()));
+                self.err(
+                    m.name.span(),
+                    format!("member `{}` is listed twice", m.name.get_ref()),
+                );
             }
             let addr = m.api_addr.get_ref();
             let ok = addr
@@ -502,7 +505,10 @@ impl Checker<'_> {
                 .and_then(|rest| rest.rsplit_once(':'))
                 .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
             if !ok {
-                let e = self.err(m.api_addr.span(), format!("`{addr}` is not a Vault API address"));
+                let e = self.err(
+                    m.api_addr.span(),
+                    format!("`{addr}` is not a Vault API address"),
+                );
                 e.help = Some("write https://HOST:PORT, e.g. `https://10.0.0.5:8200`".into());
             }
             members.push(StaticMember {
@@ -523,7 +529,8 @@ impl Checker<'_> {
             let v = r.get_ref();
             if !v.starts_with("age1") || v.len() < 60 {
                 let e = self.err(r.span(), format!("`{v}` is not an age X25519 recipient"));
-                e.help = Some("make one with `age-keygen` and copy its `age1...` public key".into());
+                e.help =
+                    Some("make one with `age-keygen` and copy its `age1...` public key".into());
             }
         }
         Secrets {
@@ -532,7 +539,11 @@ impl Checker<'_> {
         }
     }
 
-    fn key_algorithm(&mut self, v: Option<&Spanned<String>>, default: KeyAlgorithm) -> KeyAlgorithm {
+    fn key_algorithm(
+        &mut self,
+        v: Option<&Spanned<String>>,
+        default: KeyAlgorithm,
+    ) -> KeyAlgorithm {
         let Some(v) = v else { return default };
         match v.get_ref().as_str() {
             "ecdsa-p256" => KeyAlgorithm::EcdsaP256,
@@ -549,7 +560,13 @@ impl Checker<'_> {
         if let Some(c) = &raw.country
             && (c.get_ref().len() != 2 || !c.get_ref().chars().all(|x| x.is_ascii_uppercase()))
         {
-            self.err(c.span(), format!("country `{}` is not a two-letter code such as `CH`", c.get_ref()));
+            self.err(
+                c.span(),
+                format!(
+                    "country `{}` is not a two-letter code such as `CH`",
+                    c.get_ref()
+                ),
+            );
         }
         let ca_key = self.key_algorithm(raw.ca_key.as_ref(), KeyAlgorithm::EcdsaP384);
         let leaf_key = self.key_algorithm(raw.leaf_key.as_ref(), KeyAlgorithm::EcdsaP256);
@@ -564,7 +581,8 @@ impl Checker<'_> {
         let ca_hours = hours(&raw.ca_years, 10, 8760, 30, "ca-years");
         let ica_hours = hours(&raw.ica_years, 5, 8760, 30, "ica-years");
         let cert_hours = hours(&raw.cert_hours, 96, 1, 8760, "cert-hours");
-        let bootstrap_cert_hours = hours(&raw.bootstrap_cert_days, 90, 24, 825, "bootstrap-cert-days");
+        let bootstrap_cert_hours =
+            hours(&raw.bootstrap_cert_days, 90, 24, 825, "bootstrap-cert-days");
         Pki {
             subject: Subject {
                 organization: raw.organization,

@@ -299,13 +299,8 @@ mod tests {
 
     #[test]
     fn a_tampered_csr_is_refused() {
-        let root = generate_root(
-            &subject(),
-            "R",
-            Duration::days(1),
-            KeyAlgorithm::EcdsaP256,
-        )
-        .unwrap();
+        let root =
+            generate_root(&subject(), "R", Duration::days(1), KeyAlgorithm::EcdsaP256).unwrap();
         let (_, csr) = key_and_csr("x", KeyAlgorithm::EcdsaP256).unwrap();
         let names = ServerNames {
             common_name: "x".into(),

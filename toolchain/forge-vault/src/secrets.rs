@@ -76,6 +76,27 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SecretsError + '_ {
     }
 }
 
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, created
+/// with `mode` before any byte is written, synced, renamed over `path`, directory synced.
+pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SecretsError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
+    tmp.write_all(bytes).map_err(io(path))?;
+    tmp.as_file().sync_all().map_err(io(path))?;
+    tmp.persist(path).map_err(|e| SecretsError::Io {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok(())
+}
+
 /// The secrets directory of one platform.
 pub struct SecretsDir {
     root: PathBuf,
@@ -180,21 +201,7 @@ impl SecretsDir {
                 .into_bytes(),
             None => value.expose().as_bytes().to_vec(),
         };
-        // tempfile creates the file with mode 0600 (O_EXCL), before any byte is written.
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .permissions(fs::Permissions::from_mode(0o600))
-            .tempfile_in(&self.root)
-            .map_err(io(&self.root))?;
-        tmp.write_all(&bytes).map_err(io(&path))?;
-        tmp.as_file().sync_all().map_err(io(&path))?;
-        tmp.persist(&path).map_err(|e| SecretsError::Io {
-            path: path.clone(),
-            source: e.error,
-        })?;
-        fs::File::open(&self.root)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.root))?;
+        atomic_write(&path, &bytes, 0o600)?;
         Ok(path)
     }
 
@@ -243,12 +250,21 @@ mod tests {
         let mode = fs::metadata(&root).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         let p = d.write("root-token", &Secret::new("hvs.XYZ")).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(d.read("root-token").unwrap().unwrap().expose(), "hvs.XYZ");
         assert_eq!(d.read("missing").unwrap(), None);
-        assert_eq!(format!("{:?}", Secret::new("hvs.XYZ")), "Secret(<redacted>)");
+        assert_eq!(
+            format!("{:?}", Secret::new("hvs.XYZ")),
+            "Secret(<redacted>)"
+        );
         // Nothing but the file itself is left behind.
-        let names: Vec<_> = fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("root-token")]);
     }
 
@@ -268,18 +284,29 @@ mod tests {
         let idfile = t.path().join("id.txt");
         fs::write(
             &idfile,
-            format!("# key\n{}\n", age::secrecy::ExposeSecret::expose_secret(&id.to_string())),
+            format!(
+                "# key\n{}\n",
+                age::secrecy::ExposeSecret::expose_secret(&id.to_string())
+            ),
         )
         .unwrap();
         let root = t.path().join("s");
         let w = SecretsDir::open(&root, Some(&recipient), None).unwrap();
-        let p = w.write("unseal-key-0", &Secret::new("unseal-key-plaintext-0")).unwrap();
+        let p = w
+            .write("unseal-key-0", &Secret::new("unseal-key-plaintext-0"))
+            .unwrap();
         assert!(p.ends_with("unseal-key-0.age"));
         let raw = fs::read_to_string(&p).unwrap();
         assert!(raw.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
         assert!(!raw.contains("plaintext"));
-        assert!(matches!(w.read("unseal-key-0"), Err(SecretsError::NeedIdentity { .. })));
+        assert!(matches!(
+            w.read("unseal-key-0"),
+            Err(SecretsError::NeedIdentity { .. })
+        ));
         let r = SecretsDir::open(&root, Some(&recipient), Some(&idfile)).unwrap();
-        assert_eq!(r.read("unseal-key-0").unwrap().unwrap().expose(), "unseal-key-plaintext-0");
+        assert_eq!(
+            r.read("unseal-key-0").unwrap().unwrap().expose(),
+            "unseal-key-plaintext-0"
+        );
     }
 }

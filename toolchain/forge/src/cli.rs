@@ -92,6 +92,22 @@ pub enum StageArg {
     /// Security groups, the Vault anti-affinity group, elastic IP and instance pool, the
     /// SSH key (spec §4.1).
     Base,
+    /// The Vault cluster: root CA and TLS bootstrap of each `[[vault.member]]`, init,
+    /// unseal, raft join (spec §6.2-6.4), then its configuration (`vault-config`).
+    Vault,
+    /// Vault's configuration only (spec §5.3-5.8), against VAULT_ADDR or the first member.
+    VaultConfig,
+}
+
+impl StageArg {
+    /// `Some(with_lifecycle)` for the Vault stages.
+    pub fn vault(self) -> Option<bool> {
+        match self {
+            StageArg::Base => None,
+            StageArg::Vault => Some(true),
+            StageArg::VaultConfig => Some(false),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +118,11 @@ pub struct TargetArgs {
     /// The stage to work on.
     #[arg(long, value_enum, default_value_t = StageArg::Base)]
     pub stage: StageArg,
+    /// Vault stages: where secrets (root CA key, unseal keys, tokens) are kept
+    /// [env: FORGE_SECRETS_DIR] [default: platform.toml [secrets] dir, else
+    /// $XDG_DATA_HOME/forge/secrets/PLATFORM].
+    #[arg(long, value_name = "DIR")]
+    pub secrets_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -49,7 +49,7 @@ pub(crate) struct Target {
     pub config: Config,
 }
 
-fn read_toml(path: &Path, root: &Path) -> Result<SourceFile> {
+pub(crate) fn read_toml(path: &Path, root: &Path) -> Result<SourceFile> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let name = path
@@ -170,12 +170,6 @@ impl Target {
     }
 }
 
-fn check_stage(stage: StageArg) {
-    match stage {
-        StageArg::Base => {}
-    }
-}
-
 /// Progress lines of an apply on stderr: hidden by `-q` and `--json`; failures that a
 /// later round may still fix show as warnings.
 fn reporter(g: &Globals) -> Reporter {
@@ -192,7 +186,9 @@ fn reporter(g: &Globals) -> Reporter {
 }
 
 pub fn plan(g: &Globals, args: &PlanArgs) -> Result<()> {
-    check_stage(args.target.stage);
+    if let Some(lifecycle) = args.target.stage.vault() {
+        return crate::vault::plan(g, args, lifecycle);
+    }
     let started = Instant::now();
     let t = Target::load(g, args.target.lock.as_deref())?;
     let client = t.client(&t.platform.zone)?;
@@ -226,7 +222,9 @@ fn apply_options(g: &Globals, jobs: Option<usize>, max_rounds: u32) -> ApplyOpti
 }
 
 pub fn deploy(g: &Globals, args: &DeployArgs) -> Result<()> {
-    check_stage(args.target.stage);
+    if let Some(lifecycle) = args.target.stage.vault() {
+        return crate::vault::deploy(g, args, lifecycle);
+    }
     let started = Instant::now();
     let t = Target::load(g, args.target.lock.as_deref())?;
     let client = t.client(&t.platform.zone)?;
@@ -238,7 +236,11 @@ pub fn deploy(g: &Globals, args: &DeployArgs) -> Result<()> {
 }
 
 pub fn destroy(g: &Globals, args: &DestroyArgs) -> Result<()> {
-    check_stage(args.target.stage);
+    if args.target.stage != StageArg::Base {
+        bail!(
+            "forge does not destroy Vault or its configuration (its data cannot be recreated); destroy the base stage to remove the servers, or disable mounts by hand"
+        );
+    }
     let started = Instant::now();
     let t = Target::load(g, args.target.lock.as_deref())?;
     let client = t.client(&t.platform.zone)?;

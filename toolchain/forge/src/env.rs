@@ -19,6 +19,12 @@ pub const FORGE_VM_ACCEL: &str = "FORGE_VM_ACCEL";
 pub const FORGE_VARIANT: &str = "FORGE_VARIANT";
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
 pub const HOME: &str = "HOME";
+pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
+pub const FORGE_SECRETS_DIR: &str = "FORGE_SECRETS_DIR";
+pub const FORGE_AGE_IDENTITY: &str = "FORGE_AGE_IDENTITY";
+pub const VAULT_ADDR: &str = "VAULT_ADDR";
+pub const VAULT_CACERT: &str = "VAULT_CACERT";
+pub const VAULT_TOKEN: &str = "VAULT_TOKEN";
 
 /// The registry.
 pub const ALL: &[EnvVar] = &[
@@ -65,6 +71,30 @@ pub const ALL: &[EnvVar] = &[
     EnvVar {
         name: HOME,
         description: "Used for the default store when `XDG_CACHE_HOME` is unset.",
+    },
+    EnvVar {
+        name: XDG_DATA_HOME,
+        description: "Base of the default secrets directory (`$XDG_DATA_HOME/forge/secrets/PLATFORM`); `$HOME/.local/share` when unset.",
+    },
+    EnvVar {
+        name: FORGE_SECRETS_DIR,
+        description: "Secrets directory of the Vault stages, as `--secrets-dir` (root CA key, unseal keys, tokens; 0700, files 0600).",
+    },
+    EnvVar {
+        name: FORGE_AGE_IDENTITY,
+        description: "age identity file that decrypts the secrets directory when platform.toml sets `[secrets] age-recipient`.",
+    },
+    EnvVar {
+        name: VAULT_ADDR,
+        description: "Vault API address of the Vault stages. Default: the first `[[vault.member]]`.",
+    },
+    EnvVar {
+        name: VAULT_CACERT,
+        description: "PEM file of the CA that signed Vault's certificate. Default: the platform root CA from the secrets directory.",
+    },
+    EnvVar {
+        name: VAULT_TOKEN,
+        description: "Token for `--stage vault-config`. Default: forge's token, else the root token, from the secrets directory.",
     },
     EnvVar {
         name: "HTTPS_PROXY / HTTP_PROXY / NO_PROXY",

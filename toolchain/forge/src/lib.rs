@@ -8,6 +8,7 @@ pub mod deploy;
 pub mod env;
 pub mod printer;
 pub mod publish;
+pub mod vault;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

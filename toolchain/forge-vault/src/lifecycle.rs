@@ -1,0 +1,589 @@
+//! The Vault cluster's life before configuration (spec §6.2-6.4): TLS bootstrap of each
+//! member, `init` once, unseal every member, raft join.
+//!
+//! [`observe`] reads what is (TLS files, each member's seal status) into a
+//! [`ClusterState`]; [`steps`] turns it into the [`Step`]s still missing, which `forge plan
+//! --stage vault` shows and [`apply`] carries out. A re-run therefore does only what is
+//! missing: a restarted member is sealed again and gets unsealed, a member whose
+//! certificate is missing, wrong or two thirds through its life gets a new one.
+//!
+//! Members are reached through their TLS directory (`[[vault.member]]` in platform.toml):
+//! the key is generated in that directory and never leaves it; forge signs its CSR with the
+//! platform root CA.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+
+use forge_schema::platform::Platform;
+
+use crate::client::{SealStatus, VaultClient, VaultError};
+use crate::pki::{self, Ca, ServerNames};
+use crate::secrets::{Secret, SecretsDir, atomic_write};
+use crate::{StageError, names};
+
+/// A Vault server forge manages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub api_addr: String,
+    pub tls_dir: PathBuf,
+}
+
+impl Member {
+    /// The members of platform.toml's `[[vault.member]]`, TLS directories resolved against
+    /// the project root.
+    pub fn from_platform(p: &Platform, project: &Path) -> Vec<Member> {
+        p.vault_cluster
+            .members
+            .iter()
+            .map(|m| Member {
+                name: m.name.clone(),
+                api_addr: m.api_addr.clone(),
+                tls_dir: project.join(&m.tls_dir),
+            })
+            .collect()
+    }
+
+    fn host(&self) -> String {
+        url::Url::parse(&self.api_addr)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()))
+            .unwrap_or_default()
+    }
+
+    /// The names its certificate must carry (spec §6.2; the CN is the cluster name, which
+    /// is also the `leader_tls_servername` of retry_join).
+    pub fn server_names(&self, p: &Platform, eip: Option<IpAddr>) -> ServerNames {
+        let cluster = names::cluster(p);
+        let mut dns = vec![
+            cluster.clone(),
+            format!("{cluster}.{}", p.domain),
+            self.name.clone(),
+            format!("{}.{}", self.name, p.domain),
+        ];
+        let mut ips = Vec::new();
+        let host = self.host();
+        match host.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) if !host.is_empty() => dns.push(host),
+            Err(_) => {}
+        }
+        if let Some(e) = eip
+            && !ips.contains(&e)
+        {
+            ips.push(e);
+        }
+        dns.dedup();
+        ServerNames {
+            common_name: cluster,
+            dns,
+            ips,
+        }
+    }
+}
+
+/// The files of a member's TLS directory.
+pub const CA_FILE: &str = "ca.pem";
+pub const CERT_FILE: &str = "server.pem";
+pub const KEY_FILE: &str = "server.key";
+
+/// Secret names in the secrets directory.
+pub const ROOT_CA_KEY: &str = "root-ca.key";
+pub const ROOT_CA_CERT: &str = "root-ca.pem";
+pub const ROOT_TOKEN: &str = "root-token";
+pub fn unseal_key_name(i: usize) -> String {
+    format!("unseal-key-{i}")
+}
+
+/// The state of a member's TLS files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsState {
+    Valid,
+    /// Needs a (new) certificate, and why.
+    Renew(String),
+}
+
+/// What forge saw of one member.
+#[derive(Debug, Clone)]
+pub struct MemberState {
+    pub member: Member,
+    pub tls: TlsState,
+    /// `None` when the API did not answer.
+    pub seal: Option<SealStatus>,
+    pub unreachable: Option<String>,
+}
+
+/// What forge saw of the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterState {
+    pub root_ca_exists: bool,
+    pub members: Vec<MemberState>,
+    pub unseal_keys_present: usize,
+}
+
+/// One thing the lifecycle still has to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    CreateRootCa,
+    IssueTls {
+        member: String,
+        reason: String,
+    },
+    Init {
+        member: String,
+        shares: u8,
+        threshold: u8,
+    },
+    Join {
+        member: String,
+        leader: String,
+    },
+    Unseal {
+        member: String,
+    },
+    /// The member's API did not answer: it cannot be initialised, joined or unsealed now.
+    Unreachable {
+        member: String,
+        detail: String,
+    },
+}
+
+impl Step {
+    pub fn describe(&self) -> String {
+        match self {
+            Step::CreateRootCa => {
+                "create the Platform Root CA (key in the secrets directory)".into()
+            }
+            Step::IssueTls { member, reason } => {
+                format!("issue the bootstrap TLS certificate of {member} ({reason})")
+            }
+            Step::Init {
+                member,
+                shares,
+                threshold,
+            } => {
+                format!("initialise Vault on {member} ({shares} key shares, {threshold} to unseal)")
+            }
+            Step::Join { member, leader } => {
+                format!("join {member} to the raft cluster of {leader}")
+            }
+            Step::Unseal { member } => format!("unseal {member}"),
+            Step::Unreachable { member, detail } => {
+                format!("{member} does not answer ({detail}); start it and re-run")
+            }
+        }
+    }
+}
+
+/// Makes the Platform Root CA and writes it to the secrets directory.
+pub fn create_root_ca(p: &Platform, secrets: &SecretsDir) -> Result<Ca, StageError> {
+    let hours = i64::try_from(p.pki.root_ca_hours).unwrap_or(i64::MAX / 3600);
+    let c = pki::generate_root(
+        &p.pki.subject,
+        &names::root_ca_cn(p),
+        time::Duration::hours(hours),
+        p.pki.ca_key,
+    )?;
+    // The key first: a certificate without its key would be useless.
+    secrets.write(ROOT_CA_KEY, &c.key_pem)?;
+    secrets.write(ROOT_CA_CERT, &Secret::new(c.cert_pem.clone()))?;
+    Ok(c)
+}
+
+/// The root CA from the secrets directory, if it was made.
+pub fn load_root_ca(secrets: &SecretsDir) -> Result<Option<Ca>, StageError> {
+    let (Some(key), Some(cert)) = (secrets.read(ROOT_CA_KEY)?, secrets.read(ROOT_CA_CERT)?) else {
+        return Ok(None);
+    };
+    Ok(Some(Ca {
+        cert_pem: cert.expose().to_string(),
+        key_pem: key,
+    }))
+}
+
+fn tls_state(m: &Member, ca_pem: Option<&str>, names: &ServerNames, p: &Platform) -> TlsState {
+    let read = |f: &str| std::fs::read_to_string(m.tls_dir.join(f)).ok();
+    let (Some(ca), Some(cert), Some(key)) = (read(CA_FILE), read(CERT_FILE), read(KEY_FILE)) else {
+        return TlsState::Renew("no certificate yet".into());
+    };
+    let Some(root) = ca_pem else {
+        return TlsState::Renew("the root CA is new".into());
+    };
+    if ca.trim() != root.trim() {
+        return TlsState::Renew(format!("{CA_FILE} is not the platform root CA"));
+    }
+    let (Ok(ci), Ok(ri)) = (
+        pki::inspect(&cert, CERT_FILE),
+        pki::inspect(root, "root CA"),
+    ) else {
+        return TlsState::Renew(format!("{CERT_FILE} does not parse"));
+    };
+    if ci.issuer_der != ri.subject_der {
+        return TlsState::Renew("not signed by the platform root CA".into());
+    }
+    match pki::public_key_of(&Secret::new(key)) {
+        Ok(pk) if pk == ci.public_key_der => {}
+        _ => return TlsState::Renew(format!("{KEY_FILE} does not match {CERT_FILE}")),
+    }
+    let missing: Vec<String> = names
+        .dns
+        .iter()
+        .filter(|d| !ci.dns.contains(d))
+        .cloned()
+        .chain(
+            names
+                .ips
+                .iter()
+                .filter(|i| !ci.ips.contains(i))
+                .map(ToString::to_string),
+        )
+        .collect();
+    if !missing.is_empty() {
+        return TlsState::Renew(format!("lacks {}", missing.join(", ")));
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let life = ci.not_after - ci.not_before;
+    // Renewed two thirds through its life, like the agents renew theirs.
+    if now > ci.not_after - life / 3 {
+        return TlsState::Renew(format!(
+            "expires in {} h",
+            (ci.not_after - now).max(0) / 3600
+        ));
+    }
+    let _ = p;
+    TlsState::Valid
+}
+
+/// Reads the cluster's state.
+pub async fn observe(
+    p: &Platform,
+    members: &[Member],
+    secrets: &SecretsDir,
+    client: &VaultClient,
+    eip: Option<IpAddr>,
+) -> Result<ClusterState, StageError> {
+    let ca = load_root_ca(secrets)?;
+    let mut out = Vec::new();
+    for m in members {
+        let names = m.server_names(p, eip);
+        let tls = tls_state(m, ca.as_ref().map(|c| c.cert_pem.as_str()), &names, p);
+        let (seal, unreachable) = match client.at(&m.api_addr).seal_status().await {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        out.push(MemberState {
+            member: m.clone(),
+            tls,
+            seal,
+            unreachable,
+        });
+    }
+    let unseal_keys_present = (0..usize::from(p.vault_cluster.key_shares))
+        .filter(|i| secrets.exists(&unseal_key_name(*i)))
+        .count();
+    Ok(ClusterState {
+        root_ca_exists: ca.is_some(),
+        members: out,
+        unseal_keys_present,
+    })
+}
+
+/// What is missing, in order.
+pub fn steps(p: &Platform, s: &ClusterState) -> Vec<Step> {
+    let mut out = Vec::new();
+    if !s.root_ca_exists {
+        out.push(Step::CreateRootCa);
+    }
+    for m in &s.members {
+        if let TlsState::Renew(reason) = &m.tls {
+            out.push(Step::IssueTls {
+                member: m.member.name.clone(),
+                reason: reason.clone(),
+            });
+        }
+    }
+    let reachable: Vec<&MemberState> = s.members.iter().filter(|m| m.seal.is_some()).collect();
+    let initialized: Vec<&MemberState> = reachable
+        .iter()
+        .copied()
+        .filter(|m| m.seal.as_ref().is_some_and(|x| x.initialized))
+        .collect();
+    let leader = match initialized.first() {
+        Some(l) => l.member.name.clone(),
+        None => match reachable.first() {
+            Some(first) => {
+                out.push(Step::Init {
+                    member: first.member.name.clone(),
+                    shares: p.vault_cluster.key_shares,
+                    threshold: p.vault_cluster.key_threshold,
+                });
+                out.push(Step::Unseal {
+                    member: first.member.name.clone(),
+                });
+                first.member.name.clone()
+            }
+            None => String::new(),
+        },
+    };
+    for m in &s.members {
+        let name = m.member.name.clone();
+        let Some(seal) = &m.seal else {
+            out.push(Step::Unreachable {
+                member: name,
+                detail: m.unreachable.clone().unwrap_or_default(),
+            });
+            continue;
+        };
+        if name == leader && !initialized.iter().any(|i| i.member.name == name) {
+            continue; // its init + unseal are already listed
+        }
+        if !seal.initialized {
+            out.push(Step::Join {
+                member: name.clone(),
+                leader: leader.clone(),
+            });
+            out.push(Step::Unseal { member: name });
+        } else if seal.sealed {
+            out.push(Step::Unseal { member: name });
+        }
+    }
+    out
+}
+
+/// Something done, for the report.
+pub type Report<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<(), StageError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, VaultError>>,
+{
+    let start = std::time::Instant::now();
+    let mut last = String::new();
+    loop {
+        match check().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last = format!(": {e}"),
+        }
+        if start.elapsed() > timeout {
+            return Err(StageError::Timeout(format!(
+                "{what} after {} s{last}",
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn find<'a>(members: &'a [Member], name: &str) -> Result<&'a Member, StageError> {
+    members
+        .iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| StageError::Invalid(format!("no member named {name}")))
+}
+
+/// Carries out `steps` in order.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply(
+    p: &Platform,
+    members: &[Member],
+    secrets: &SecretsDir,
+    client: &VaultClient,
+    eip: Option<IpAddr>,
+    steps: &[Step],
+    report: Report<'_>,
+) -> Result<(), StageError> {
+    let mut ca = load_root_ca(secrets)?;
+    for step in steps {
+        match step {
+            Step::CreateRootCa => {
+                ca = Some(create_root_ca(p, secrets)?);
+            }
+            Step::IssueTls { member, .. } => {
+                let m = find(members, member)?;
+                let Some(ca) = &ca else {
+                    return Err(StageError::Invalid("the root CA is missing".into()));
+                };
+                issue_tls(p, m, ca, eip)?;
+            }
+            Step::Init {
+                member,
+                shares,
+                threshold,
+            } => {
+                let m = find(members, member)?;
+                init(client.at(&m.api_addr), secrets, *shares, *threshold).await?;
+            }
+            Step::Join { member, leader } => {
+                let m = find(members, member)?;
+                let l = find(members, leader)?;
+                let Some(ca) = &ca else {
+                    return Err(StageError::Invalid("the root CA is missing".into()));
+                };
+                let c = client.at(&m.api_addr);
+                let body = json!({"leader_api_addr": l.api_addr, "leader_ca_cert": ca.cert_pem});
+                match c.put("sys/storage/raft/join", &body).await {
+                    Ok(_) => {}
+                    // A retry_join stanza may have started the join already.
+                    Err(VaultError::Api { message, .. }) if message.contains("already") => {}
+                    Err(e) => return Err(e.into()),
+                }
+                wait_for(
+                    &format!("{member} did not see the cluster"),
+                    Duration::from_secs(60),
+                    || async { Ok(c.seal_status().await?.initialized) },
+                )
+                .await?;
+            }
+            Step::Unseal { member } => {
+                let m = find(members, member)?;
+                unseal(
+                    &client.at(&m.api_addr),
+                    secrets,
+                    p.vault_cluster.key_threshold,
+                )
+                .await?;
+            }
+            Step::Unreachable { .. } => continue,
+        }
+        report(&step.describe());
+    }
+    Ok(())
+}
+
+/// Writes a key generated in the member's TLS directory, the certificate forge signs for
+/// its CSR, and the root CA.
+fn issue_tls(p: &Platform, m: &Member, ca: &Ca, eip: Option<IpAddr>) -> Result<(), StageError> {
+    let names = m.server_names(p, eip);
+    std::fs::create_dir_all(&m.tls_dir).map_err(|e| StageError::Io {
+        path: m.tls_dir.clone(),
+        source: e,
+    })?;
+    let (key, csr) = pki::key_and_csr(&names.common_name, p.pki.leaf_key)?;
+    let cert = pki::sign_server_csr(
+        ca,
+        &csr,
+        &p.pki.subject,
+        &names,
+        time::Duration::hours(i64::try_from(p.pki.bootstrap_cert_hours).unwrap_or(24)),
+    )?;
+    // Key first, then the certificate: a crash in between leaves a mismatch the next run
+    // detects (and repairs), never a certificate for a key that is gone.
+    atomic_write(&m.tls_dir.join(KEY_FILE), key.expose().as_bytes(), 0o600)?;
+    atomic_write(&m.tls_dir.join(CERT_FILE), cert.as_bytes(), 0o644)?;
+    atomic_write(&m.tls_dir.join(CA_FILE), ca.cert_pem.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+async fn init(
+    c: VaultClient,
+    secrets: &SecretsDir,
+    shares: u8,
+    threshold: u8,
+) -> Result<(), StageError> {
+    if (0..usize::from(shares)).any(|i| secrets.exists(&unseal_key_name(i))) {
+        return Err(StageError::Invalid(format!(
+            "{} holds unseal keys of an earlier cluster, but {} is not initialised; move them away if that cluster is gone for good",
+            secrets.root().display(),
+            c.addr()
+        )));
+    }
+    let body = json!({"secret_shares": shares, "secret_threshold": threshold});
+    let v = c
+        .put("sys/init", &body)
+        .await?
+        .ok_or_else(|| StageError::Invalid("sys/init answered nothing".into()))?;
+    let keys: Vec<String> = v
+        .get("keys_base64")
+        .and_then(|k| serde_json::from_value(k.clone()).ok())
+        .unwrap_or_default();
+    let token = v
+        .get("root_token")
+        .and_then(|t| t.as_str())
+        .unwrap_or_default();
+    if keys.len() != usize::from(shares) || token.is_empty() {
+        return Err(StageError::Invalid(format!(
+            "sys/init returned {} keys and {} root token",
+            keys.len(),
+            if token.is_empty() { "no" } else { "a" }
+        )));
+    }
+    for (i, k) in keys.into_iter().enumerate() {
+        secrets.write(&unseal_key_name(i), &Secret::new(k))?;
+    }
+    secrets.write(ROOT_TOKEN, &Secret::new(token))?;
+    Ok(())
+}
+
+async fn unseal(c: &VaultClient, secrets: &SecretsDir, threshold: u8) -> Result<(), StageError> {
+    let s = c.seal_status().await?;
+    if !s.sealed {
+        return Ok(());
+    }
+    if s.progress > 0 {
+        // Someone else's partial attempt: start over with ours.
+        c.put("sys/unseal", &json!({"reset": true})).await?;
+    }
+    let need = usize::try_from(s.t)
+        .unwrap_or(usize::from(threshold))
+        .max(1);
+    let mut given = 0;
+    let mut i = 0;
+    while given < need {
+        let name = unseal_key_name(i);
+        if i >= 256 {
+            return Err(StageError::Invalid(format!(
+                "{} holds {given} unseal keys, {need} are needed to unseal {}",
+                secrets.root().display(),
+                c.addr()
+            )));
+        }
+        i += 1;
+        let Some(k) = secrets.read(&name)? else {
+            continue;
+        };
+        let r = c
+            .put("sys/unseal", &json!({"key": k.expose().trim()}))
+            .await?;
+        given += 1;
+        if r.and_then(|r| r.get("sealed").and_then(serde_json::Value::as_bool)) == Some(false) {
+            return Ok(());
+        }
+    }
+    // A joining member finishes unsealing in the background.
+    wait_for(
+        &format!("{} stayed sealed", c.addr()),
+        Duration::from_secs(90),
+        || async { Ok(!c.seal_status().await?.sealed) },
+    )
+    .await
+}
+
+/// The raft peers' node ids (needs a token).
+pub async fn raft_peers(c: &VaultClient) -> Result<Vec<(String, bool)>, VaultError> {
+    let v = c.read("sys/storage/raft/configuration").await?;
+    let servers = v
+        .as_ref()
+        .and_then(|v| v.pointer("/data/config/servers"))
+        .and_then(|s| s.as_array())
+        .cloned()
+        .unwrap_or_default();
+    Ok(servers
+        .iter()
+        .map(|s| {
+            (
+                s.get("node_id")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                s.get("voter")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false),
+            )
+        })
+        .collect())
+}

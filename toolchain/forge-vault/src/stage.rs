@@ -1,0 +1,347 @@
+//! The `vault` and `vault-config` deploy stages end to end: which Vault to talk to, with
+//! which CA and token, the lifecycle, the configuration, and forge's own token.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use forge_schema::platform::Platform;
+
+use crate::StageError;
+use crate::client::VaultClient;
+use crate::config::{self, ExoscaleCredentials};
+use crate::lifecycle::{self, Member, Step};
+use crate::secrets::{Secret, SecretsDir};
+
+/// forge's token in the secrets directory (made after the first configuration).
+pub const FORGE_TOKEN: &str = "forge-token";
+
+/// The inputs of the stages.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub platform: &'a Platform,
+    pub project: &'a Path,
+    pub secrets: &'a SecretsDir,
+    /// `VAULT_ADDR` (default: the first member's address).
+    pub vault_addr: Option<String>,
+    /// `VAULT_CACERT`'s content (default: the platform root CA).
+    pub ca_pem: Option<String>,
+    /// `VAULT_TOKEN` (default: forge's token, else the root token, from the secrets
+    /// directory).
+    pub token: Option<Secret>,
+    /// Exoscale credentials for the plugins' configuration.
+    pub exoscale: Option<ExoscaleCredentials>,
+}
+
+/// What a stage saw or did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Lifecycle steps missing (plan) or done (apply).
+    pub steps: Vec<Step>,
+    /// The configuration plan (before apply, when applying).
+    pub config: Option<config::Plan>,
+    pub notes: Vec<String>,
+    pub reads: u64,
+    pub writes: u64,
+}
+
+impl Outcome {
+    pub fn has_changes(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| !matches!(s, Step::Unreachable { .. }))
+            || self.config.as_ref().is_some_and(|c| !c.is_empty())
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for n in &self.notes {
+            s.push_str(&format!("note: {n}\n"));
+        }
+        if !self.steps.is_empty() {
+            for st in &self.steps {
+                let sign = if matches!(st, Step::Unreachable { .. }) {
+                    "!"
+                } else {
+                    "+"
+                };
+                s.push_str(&format!("  {sign} {}\n", st.describe()));
+            }
+        }
+        if let Some(c) = &self.config {
+            s.push_str(&c.render());
+        }
+        s
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "steps": self.steps.iter().map(Step::describe).collect::<Vec<_>>(),
+            "config": self.config.as_ref().map(config::Plan::to_json),
+            "notes": self.notes,
+            "vault-reads": self.reads,
+            "vault-writes": self.writes,
+        })
+    }
+}
+
+fn members(req: &Request<'_>) -> Vec<Member> {
+    Member::from_platform(req.platform, req.project)
+}
+
+/// The client every call goes through: one TLS policy, one set of counters.
+fn client(req: &Request<'_>) -> Result<VaultClient, StageError> {
+    let addr = match (&req.vault_addr, members(req).first()) {
+        (Some(a), _) => a.clone(),
+        (None, Some(m)) => m.api_addr.clone(),
+        (None, None) => {
+            return Err(StageError::Invalid(
+                "no Vault to talk to: set VAULT_ADDR (and VAULT_CACERT), or list the servers as [[vault.member]] in platform.toml".into(),
+            ));
+        }
+    };
+    let ca = match &req.ca_pem {
+        Some(c) => Some(c.clone()),
+        None => req
+            .secrets
+            .read(lifecycle::ROOT_CA_CERT)?
+            .map(|s| s.expose().to_string()),
+    };
+    Ok(VaultClient::new(&addr, ca.as_deref())?)
+}
+
+/// The token to configure with: `VAULT_TOKEN`, else forge's, else the root token.
+fn token(req: &Request<'_>) -> Result<Option<(Secret, &'static str)>, StageError> {
+    if let Some(t) = &req.token {
+        return Ok(Some((t.clone(), "VAULT_TOKEN")));
+    }
+    if let Some(t) = req.secrets.read(FORGE_TOKEN)? {
+        return Ok(Some((t, "forge's token")));
+    }
+    Ok(req
+        .secrets
+        .read(lifecycle::ROOT_TOKEN)?
+        .map(|t| (t, "the root token")))
+}
+
+fn inputs<'a>(
+    req: &'a Request<'a>,
+    root_ca: Option<&'a crate::pki::Ca>,
+    policies: &'a std::collections::BTreeMap<String, String>,
+) -> config::Inputs<'a> {
+    let static_members = !req.platform.vault_cluster.members.is_empty();
+    let (exoscale, skip) = match (&req.exoscale, static_members) {
+        (_, true) => (
+            None,
+            Some("Exoscale plugins (iam/exoscale, auth/exoscale) skipped: the Vault servers are [[vault.member]]s, not Exoscale instances of the vault image".to_string()),
+        ),
+        (None, false) => (
+            None,
+            Some("Exoscale plugins (iam/exoscale, auth/exoscale) skipped: set EXOSCALE_API_KEY and EXOSCALE_API_SECRET to configure them".to_string()),
+        ),
+        (Some(c), false) => (Some(c.clone()), None),
+    };
+    config::Inputs {
+        platform: req.platform,
+        root_ca,
+        secrets: req.secrets,
+        policies,
+        exoscale,
+        exoscale_skip: skip,
+    }
+}
+
+/// Whether the lifecycle leaves Vault unable to take configuration yet.
+fn blocks_config(steps: &[Step]) -> bool {
+    steps.iter().any(|s| matches!(s, Step::Init { .. }))
+}
+
+/// `forge plan --stage vault` (`lifecycle = true`) or `--stage vault-config`.
+pub async fn plan(req: &Request<'_>, lifecycle_too: bool) -> Result<Outcome, StageError> {
+    let c = client(req)?;
+    let mut out = Outcome::default();
+    if lifecycle_too {
+        let ms = members(req);
+        check_members(req.platform, &ms)?;
+        let state = lifecycle::observe(req.platform, &ms, req.secrets, &c, None).await?;
+        out.steps = lifecycle::steps(req.platform, &state);
+        if blocks_config(&out.steps) {
+            out.notes
+                .push("the configuration is planned once Vault is initialised".into());
+            out.reads = c.calls().reads();
+            return Ok(out);
+        }
+    }
+    let Some((tok, _)) = token(req)? else {
+        return Err(no_token(req));
+    };
+    let c = c.with_token(tok);
+    if c.seal_status().await?.sealed {
+        return Err(crate::VaultError::Sealed {
+            addr: c.addr().to_string(),
+        }
+        .into());
+    }
+    let policies = config::load_policies(req.project)?;
+    let root = lifecycle::load_root_ca(req.secrets)?;
+    let inp = inputs(req, root.as_ref(), &policies);
+    out.config = Some(config::plan(&c, &inp).await?);
+    out.reads = c.calls().reads();
+    out.writes = c.calls().writes();
+    Ok(out)
+}
+
+fn no_token(req: &Request<'_>) -> StageError {
+    StageError::Invalid(format!(
+        "no Vault token: set VAULT_TOKEN, or run `forge deploy --stage vault` so {} holds one",
+        req.secrets.root().display()
+    ))
+}
+
+fn check_members(p: &Platform, ms: &[Member]) -> Result<(), StageError> {
+    if ms.is_empty() {
+        return Err(StageError::Invalid(format!(
+            "platform {} lists no [[vault.member]]: forge bootstraps Vault servers through their TLS directory; the instances of the cloud pool are not reachable that way yet. Configure a running Vault with `forge deploy --stage vault-config` and VAULT_ADDR",
+            p.name
+        )));
+    }
+    Ok(())
+}
+
+/// `forge deploy --stage vault` (`lifecycle = true`) or `--stage vault-config`.
+pub async fn apply(
+    req: &Request<'_>,
+    lifecycle_too: bool,
+    report: lifecycle::Report<'_>,
+) -> Result<Outcome, StageError> {
+    let c = client(req)?;
+    let mut out = Outcome::default();
+    if lifecycle_too {
+        let ms = members(req);
+        check_members(req.platform, &ms)?;
+        let state = lifecycle::observe(req.platform, &ms, req.secrets, &c, None).await?;
+        let steps = lifecycle::steps(req.platform, &state);
+        if let Some(Step::Unreachable { member, detail }) = steps
+            .iter()
+            .find(|s| matches!(s, Step::Unreachable { .. }))
+            .filter(|_| !steps.iter().any(|s| matches!(s, Step::IssueTls { .. })))
+        {
+            return Err(StageError::Invalid(format!(
+                "{member} does not answer ({detail}); start it and re-run"
+            )));
+        }
+        lifecycle::apply(req.platform, &ms, req.secrets, &c, None, &steps, report).await?;
+        let issued_only = !steps.is_empty()
+            && steps.iter().all(|s| {
+                matches!(
+                    s,
+                    Step::IssueTls { .. } | Step::CreateRootCa | Step::Unreachable { .. }
+                )
+            });
+        out.steps = steps;
+        if issued_only
+            && out
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::Unreachable { .. }))
+        {
+            out.notes.push(
+                "TLS material written; start the Vault servers and re-run to initialise them"
+                    .into(),
+            );
+            out.reads = c.calls().reads();
+            out.writes = c.calls().writes();
+            return Ok(out);
+        }
+    }
+    // The client trusts the root CA, which the lifecycle may just have made.
+    let c = if req.ca_pem.is_none() && lifecycle_too {
+        let fresh = client(req)?;
+        c.with_http_of(&fresh)
+    } else {
+        c
+    };
+    let Some((tok, source)) = token(req)? else {
+        return Err(no_token(req));
+    };
+    tracing::info!("configuring Vault at {} with {source}", c.addr());
+    let c = c.with_token(tok.clone());
+    if c.seal_status().await?.sealed {
+        return Err(crate::VaultError::Sealed {
+            addr: c.addr().to_string(),
+        }
+        .into());
+    }
+    let policies = config::load_policies(req.project)?;
+    let root = lifecycle::load_root_ca(req.secrets)?;
+    let inp = inputs(req, root.as_ref(), &policies);
+    let plan = config::plan(&c, &inp).await?;
+    config::apply(&c, &inp, &plan, report).await?;
+    out.config = Some(plan);
+    if lifecycle_too {
+        let peers = lifecycle::raft_peers(&c).await?;
+        for m in members(req) {
+            if !peers.iter().any(|(id, _)| *id == m.name) {
+                out.notes.push(format!(
+                    "{} is not a raft peer yet (check its node_id is `{}`)",
+                    m.name, m.name
+                ));
+            }
+        }
+    }
+    if source == "the root token" {
+        ensure_forge_token(&c, req.secrets, report).await?;
+    } else if source == "forge's token" {
+        renew_if_due(&c).await?;
+    }
+    out.reads = c.calls().reads();
+    out.writes = c.calls().writes();
+    Ok(out)
+}
+
+/// forge's own token: an orphan periodic token with only `forge-admin`, made with the
+/// root token once; from then on the root token is not used (docs/vault.md: revoking it).
+async fn ensure_forge_token(
+    root: &VaultClient,
+    secrets: &SecretsDir,
+    report: lifecycle::Report<'_>,
+) -> Result<(), StageError> {
+    let body = json!({
+        "policies": [config::ADMIN_POLICY],
+        "no_default_policy": false,
+        "period": "768h",
+        "display_name": "forge",
+        "meta": {"created-by": "forge"},
+    });
+    let v = root
+        .write("auth/token/create-orphan", &body)
+        .await?
+        .ok_or_else(|| StageError::Invalid("token creation returned nothing".into()))?;
+    let t = v
+        .pointer("/auth/client_token")
+        .and_then(|t| t.as_str())
+        .ok_or_else(|| StageError::Invalid("token creation returned no token".into()))?;
+    secrets.write(FORGE_TOKEN, &Secret::new(t))?;
+    report("+ forge's own token (policy forge-admin); the root token is no longer used");
+    Ok(())
+}
+
+/// Renews forge's periodic token when less than half its period is left (a read when it
+/// is not due, so a no-change run stays read-only).
+async fn renew_if_due(c: &VaultClient) -> Result<(), StageError> {
+    let v = c.read("auth/token/lookup-self").await?;
+    let ttl = v
+        .as_ref()
+        .and_then(|v| v.pointer("/data/ttl"))
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    let period = v
+        .as_ref()
+        .and_then(|v| v.pointer("/data/period"))
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    if period > 0 && ttl < period / 2 {
+        c.write("auth/token/renew-self", &json!({})).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! `forge plan|deploy --stage vault|vault-config`: the CLI side of the Vault stages.
+//! Resolves the secrets directory, the Vault address, CA and token from flags, the
+//! environment and platform.toml, then calls `forge_vault::stage`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use forge_schema::platform::{PLATFORM_FILE, Platform};
+use forge_vault::config::ExoscaleCredentials;
+use forge_vault::stage::{self, Request};
+use forge_vault::{Secret, SecretsDir};
+use serde_json::json;
+
+use crate::cli::{DeployArgs, PlanArgs, TargetArgs};
+use crate::commands::{Globals, runtime};
+use crate::deploy::{EXIT_CHANGES, ExitWith, read_toml};
+use crate::env;
+
+struct Loaded {
+    root: PathBuf,
+    platform: Platform,
+    secrets: SecretsDir,
+}
+
+/// `--secrets-dir`, else `FORGE_SECRETS_DIR`, else platform.toml's `[secrets] dir`, else
+/// `$XDG_DATA_HOME/forge/secrets/<platform>`.
+fn secrets_dir(t: &TargetArgs, root: &std::path::Path, p: &Platform) -> Result<PathBuf> {
+    if let Some(d) = &t.secrets_dir {
+        return Ok(d.clone());
+    }
+    if let Some(d) = env::var(env::FORGE_SECRETS_DIR) {
+        return Ok(PathBuf::from(d));
+    }
+    if let Some(d) = &p.secrets.dir {
+        return Ok(root.join(d));
+    }
+    let data = match env::var(env::XDG_DATA_HOME) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env::var(env::HOME).ok_or_else(|| {
+            anyhow!("cannot find a secrets directory: set FORGE_SECRETS_DIR, XDG_DATA_HOME or HOME, or pass --secrets-dir")
+        })?)
+        .join(".local/share"),
+    };
+    Ok(data.join("forge/secrets").join(&p.name))
+}
+
+fn load(g: &Globals, t: &TargetArgs) -> Result<Loaded> {
+    let project = g.project()?;
+    let root = project.root.clone();
+    let platform_path = root.join(PLATFORM_FILE);
+    if !platform_path.is_file() {
+        bail!(
+            "{} not found: describe the platform there (see docs/vault.md)",
+            platform_path.display()
+        );
+    }
+    let platform = Platform::parse(&read_toml(&platform_path, &root)?)
+        .map_err(forge_build::BuildError::Diagnostics)?;
+    if let Some(lock) = &t.lock {
+        // The Vault stages use nothing from the lockfile yet, but a lockfile named on the
+        // command line must at least be one.
+        let f = read_toml(lock, &root)?;
+        forge_schema::lockfile::Lockfile::parse(&f)
+            .map_err(forge_build::BuildError::Diagnostics)?;
+    }
+    let dir = secrets_dir(t, &root, &platform)?;
+    let identity = env::var(env::FORGE_AGE_IDENTITY).map(PathBuf::from);
+    let secrets = SecretsDir::open(
+        &dir,
+        platform.secrets.age_recipient.as_deref(),
+        identity.as_deref(),
+    )?;
+    Ok(Loaded {
+        root,
+        platform,
+        secrets,
+    })
+}
+
+fn request<'a>(l: &'a Loaded) -> Result<Request<'a>> {
+    let ca_pem = match env::var(env::VAULT_CACERT) {
+        Some(p) => Some(
+            std::fs::read_to_string(&p).with_context(|| format!("cannot read VAULT_CACERT {p}"))?,
+        ),
+        None => None,
+    };
+    let exoscale = forge_exoscale::Config::from_env(Some(&l.platform.zone))
+        .ok()
+        .map(|c| ExoscaleCredentials {
+            key: c.credentials.key.clone(),
+            secret: Secret::new(c.credentials.secret()),
+        });
+    Ok(Request {
+        platform: &l.platform,
+        project: &l.root,
+        secrets: &l.secrets,
+        vault_addr: env::var(env::VAULT_ADDR),
+        ca_pem,
+        token: env::var(env::VAULT_TOKEN).map(Secret::new),
+        exoscale,
+    })
+}
+
+fn stage_name(lifecycle: bool) -> &'static str {
+    if lifecycle { "vault" } else { "vault-config" }
+}
+
+pub fn plan(g: &Globals, args: &PlanArgs, lifecycle: bool) -> Result<()> {
+    let started = Instant::now();
+    let l = load(g, &args.target)?;
+    let req = request(&l)?;
+    let out = runtime()?.block_on(stage::plan(&req, lifecycle))?;
+    if g.printer.json() {
+        let mut v = out.to_json();
+        v["stage"] = json!(stage_name(lifecycle));
+        v["seconds"] = json!(started.elapsed().as_secs_f64());
+        g.printer.print_json(&v);
+    } else {
+        let text = out.render();
+        if text.trim().is_empty() {
+            g.printer
+                .print(&format!("{}: no changes.", stage_name(lifecycle)));
+        } else {
+            g.printer.print(text.trim_end());
+        }
+    }
+    if args.detailed_exitcode && out.has_changes() {
+        return Err(ExitWith(EXIT_CHANGES).into());
+    }
+    Ok(())
+}
+
+pub fn deploy(g: &Globals, args: &DeployArgs, lifecycle: bool) -> Result<()> {
+    let started = Instant::now();
+    let l = load(g, &args.target)?;
+    let req = request(&l)?;
+    let printer = g.printer.clone();
+    let quiet = printer.json() || printer.verbosity() == crate::printer::Verbosity::Quiet;
+    let report = move |line: &str| {
+        if !quiet {
+            printer.eprintln(line);
+        }
+    };
+    let out = runtime()?.block_on(stage::apply(&req, lifecycle, &report))?;
+    for n in &out.notes {
+        g.printer.warn(n);
+    }
+    let changes = out.steps.len() + out.config.as_ref().map_or(0, |c| c.changes.len());
+    if g.printer.json() {
+        let mut v = out.to_json();
+        v["stage"] = json!(stage_name(lifecycle));
+        v["seconds"] = json!(started.elapsed().as_secs_f64());
+        g.printer.print_json(&v);
+    } else {
+        g.printer.status(
+            "Deployed",
+            &format!(
+                "{} of platform {}: {} in {:.1}s ({} Vault reads, {} writes); secrets in {}",
+                stage_name(lifecycle),
+                l.platform.name,
+                if changes == 0 {
+                    "no changes".to_string()
+                } else {
+                    format!("{changes} change(s)")
+                },
+                started.elapsed().as_secs_f64(),
+                out.reads,
+                out.writes,
+                l.secrets.root().display()
+            ),
+        );
+    }
+    Ok(())
+}
