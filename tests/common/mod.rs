@@ -9,6 +9,7 @@
 )]
 
 pub mod exoscale;
+pub mod vault;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

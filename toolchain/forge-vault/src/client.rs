@@ -69,6 +69,16 @@ impl Calls {
     }
 }
 
+/// Vault's multi-line errors ("1 error occurred:\n\t* permission denied") on one line.
+fn one_line(raw: &str) -> String {
+    raw.lines()
+        .map(str::trim)
+        .filter(|l| !(l.is_empty() || (l.ends_with("occurred:") && l.contains(" error"))))
+        .map(|l| l.trim_start_matches("* "))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Whether a URL's host is a loopback address (or `localhost`).
 pub fn is_loopback(addr: &str) -> bool {
     let Ok(u) = url::Url::parse(addr) else {
@@ -239,10 +249,11 @@ impl VaultClient {
             return Ok(None);
         }
         if !status.is_success() {
-            let message = serde_json::from_str::<ErrorBody>(&text)
+            let raw = serde_json::from_str::<ErrorBody>(&text)
                 .ok()
                 .filter(|b| !b.errors.is_empty())
-                .map_or_else(|| text.trim().to_string(), |b| b.errors.join("; "));
+                .map_or_else(|| text.trim().to_string(), |b| b.errors.join("\n"));
+            let message = one_line(&raw);
             if status == StatusCode::SERVICE_UNAVAILABLE && message.contains("sealed") {
                 return Err(VaultError::Sealed {
                     addr: self.addr.clone(),
@@ -349,6 +360,16 @@ mod tests {
         assert!(e.to_string().contains("refusing plain HTTP"), "{e}");
         assert!(VaultClient::new("ftp://x", None).is_err());
         assert!(VaultClient::new("https://vault.example:8200", None).is_ok());
+    }
+
+    #[test]
+    fn multi_line_errors_become_one_line() {
+        assert_eq!(
+            one_line("1 error occurred:\n\t* permission denied\n\n"),
+            "permission denied"
+        );
+        assert_eq!(one_line("2 errors occurred:\n\t* a\n\t* b\n"), "a; b");
+        assert_eq!(one_line("plain"), "plain");
     }
 
     #[test]

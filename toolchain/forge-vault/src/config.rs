@@ -454,13 +454,10 @@ fn role_body(p: &Platform, r: &RoleSpec) -> Value {
         "ou": [r.ou],
         "no_store": false,
     });
-    if r.not_hostnames
-        && let Some(o) = b.as_object_mut()
-    {
-        // OpenBao checks CNs as hostnames unless told otherwise; Vault 1.10 has no such
-        // field and ignores it (a field Vault does not return is not compared).
-        o.insert("cn_validations".into(), json!(["disabled"]));
-    }
+    // `system:` names are not hostnames: `enforce_hostnames = false` lets them through
+    // while `allowed_domains` still limits the CN to the listed names. (OpenBao's
+    // `cn_validations = ["disabled"]` would skip that check as well, so it stays at its
+    // default.)
     if let Some(o) = b.as_object_mut() {
         o.extend(subject_fields(p));
     }
@@ -1322,6 +1319,10 @@ async fn apply_change(c: &VaultClient, inp: &Inputs<'_>, ch: &Change) -> Result<
                 CaSource::ExportedTo { kv_path } => {
                     if ch.action == Action::Replace {
                         c.delete(&format!("{mount}/root")).await?;
+                    }
+                    if let Some(o) = params.as_object_mut() {
+                        // PKCS#8, which every consumer (and rcgen, in the tests) reads.
+                        o.insert("private_key_format".into(), json!("pkcs8"));
                     }
                     let v = c
                         .write(&format!("{mount}/root/generate/exported"), &params)

@@ -151,9 +151,33 @@ fn inputs<'a>(
     }
 }
 
-/// Whether the lifecycle leaves Vault unable to take configuration yet.
+/// Whether the lifecycle leaves Vault unable to take configuration yet (no root CA, not
+/// initialised, members down or sealed: with a quorum missing nothing can be read). A
+/// certificate renewal alone does not.
 fn blocks_config(steps: &[Step]) -> bool {
-    steps.iter().any(|s| matches!(s, Step::Init { .. }))
+    steps.iter().any(|s| !matches!(s, Step::IssueTls { .. }))
+}
+
+/// Waits until the cluster has an active node (after unsealing, raft elects one).
+async fn wait_for_leader(c: &VaultClient) -> Result<(), StageError> {
+    let start = std::time::Instant::now();
+    loop {
+        let leader = c.read("sys/leader").await;
+        if let Ok(Some(v)) = &leader
+            && v.get("leader_address")
+                .and_then(|a| a.as_str())
+                .is_some_and(|a| !a.is_empty())
+        {
+            return Ok(());
+        }
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            return Err(StageError::Timeout(format!(
+                "{} has no active node after 60 s",
+                c.addr()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 /// `forge plan --stage vault` (`lifecycle = true`) or `--stage vault-config`.
@@ -167,7 +191,7 @@ pub async fn plan(req: &Request<'_>, lifecycle_too: bool) -> Result<Outcome, Sta
         out.steps = lifecycle::steps(req.platform, &state);
         if blocks_config(&out.steps) {
             out.notes
-                .push("the configuration is planned once Vault is initialised".into());
+                .push("the configuration is planned once Vault is initialised and unsealed".into());
             out.reads = c.calls().reads();
             return Ok(out);
         }
@@ -271,6 +295,9 @@ pub async fn apply(
             addr: c.addr().to_string(),
         }
         .into());
+    }
+    if lifecycle_too && blocks_config(&out.steps) {
+        wait_for_leader(&c).await?;
     }
     let policies = config::load_policies(req.project)?;
     let root = lifecycle::load_root_ca(req.secrets)?;
