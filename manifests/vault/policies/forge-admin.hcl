@@ -69,3 +69,6 @@ path "auth/exoscale/*" {
 path "auth/kubernetes/*" {
   capabilities = ["create", "read", "update", "list"]
 }
+path "sys/storage/raft/remove-peer" {
+  capabilities = ["update", "sudo"]
+}

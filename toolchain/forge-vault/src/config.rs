@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use futures_util::StreamExt as _;
 use rand::{Rng, RngExt};
 use serde_json::{Value, json};
 
@@ -1136,6 +1137,9 @@ async fn diff_item(
     })
 }
 
+/// Reads in flight at once while planning.
+const READS_IN_FLIGHT: usize = 8;
+
 /// Compares the declared configuration with Vault.
 pub async fn plan(c: &VaultClient, inp: &Inputs<'_>) -> Result<Plan, StageError> {
     let l = listing(c).await?;
@@ -1143,8 +1147,20 @@ pub async fn plan(c: &VaultClient, inp: &Inputs<'_>) -> Result<Plan, StageError>
     if let Some(why) = &inp.exoscale_skip {
         out.notes.push(why.clone());
     }
-    for item in desired(inp) {
-        match diff_item(c, &l, &item, inp.root_ca).await? {
+    // Reads are independent: a few in flight at a time, results kept in declared order.
+    let results: Vec<_> = futures_util::stream::iter(desired(inp))
+        .map(|item| {
+            let l = &l;
+            async move {
+                let d = diff_item(c, l, &item, inp.root_ca).await;
+                (item, d)
+            }
+        })
+        .buffered(READS_IN_FLIGHT)
+        .collect()
+        .await;
+    for (item, d) in results {
+        match d? {
             Some((action, details)) => out.changes.push(Change {
                 item,
                 action,

@@ -149,6 +149,11 @@ pub enum Step {
         member: String,
         detail: String,
     },
+    /// A raft peer no `[[vault.member]]` declares (a replaced server): removed, so it no
+    /// longer counts towards the quorum (defect 21).
+    RemovePeer {
+        node_id: String,
+    },
 }
 
 impl Step {
@@ -173,6 +178,9 @@ impl Step {
             Step::Unseal { member } => format!("unseal {member}"),
             Step::Unreachable { member, detail } => {
                 format!("{member} does not answer ({detail}); start it and re-run")
+            }
+            Step::RemovePeer { node_id } => {
+                format!("remove raft peer {node_id} (not a declared member)")
             }
         }
     }
@@ -425,12 +433,35 @@ pub async fn apply(
                     return Err(StageError::Invalid("the root CA is missing".into()));
                 };
                 let c = client.at(&m.api_addr);
+                // The leader answers raft challenges once it is active, a moment after
+                // its unseal (`sys/health` answers 200 only on the active node).
+                let leader = client.at(&l.api_addr);
+                wait_for(
+                    &format!("{leader} did not become active", leader = l.name),
+                    Duration::from_secs(60),
+                    || async { leader.read("sys/health").await.map(|_| true) },
+                )
+                .await?;
                 let body = json!({"leader_api_addr": l.api_addr, "leader_ca_cert": ca.cert_pem});
-                match c.put("sys/storage/raft/join", &body).await {
-                    Ok(_) => {}
-                    // A retry_join stanza may have started the join already.
-                    Err(VaultError::Api { message, .. }) if message.contains("already") => {}
-                    Err(e) => return Err(e.into()),
+                let mut tries = 0;
+                loop {
+                    match c.put("sys/storage/raft/join", &body).await {
+                        Ok(_) => break,
+                        // A retry_join stanza may have started the join already.
+                        Err(VaultError::Api { message, .. }) if message.contains("already") => {
+                            break;
+                        }
+                        // The leader's raft layer may still be settling.
+                        Err(VaultError::Api {
+                            status: 500,
+                            message,
+                            ..
+                        }) if tries < 20 && message.contains("challenge") => {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 wait_for(
                     &format!("{member} did not see the cluster"),
@@ -449,6 +480,11 @@ pub async fn apply(
                 .await?;
             }
             Step::Unreachable { .. } => continue,
+            Step::RemovePeer { .. } => {
+                return Err(StageError::Invalid(
+                    "raft peers are removed with a token, after the configuration".into(),
+                ));
+            }
         }
         report(&step.describe());
     }
@@ -561,6 +597,34 @@ async fn unseal(c: &VaultClient, secrets: &SecretsDir, threshold: u8) -> Result<
         || async { Ok(!c.seal_status().await?.sealed) },
     )
     .await
+}
+
+/// Peers to remove: raft peers no member declares, when every declared member is a peer
+/// (a cluster in the middle of a change of membership is left alone).
+pub fn stale_peers(members: &[Member], peers: &[(String, bool)]) -> Vec<Step> {
+    let all_present = members
+        .iter()
+        .all(|m| peers.iter().any(|(id, _)| *id == m.name));
+    if !all_present {
+        return vec![];
+    }
+    peers
+        .iter()
+        .filter(|(id, _)| !members.iter().any(|m| m.name == *id))
+        .map(|(id, _)| Step::RemovePeer {
+            node_id: id.clone(),
+        })
+        .collect()
+}
+
+/// Removes a raft peer (needs a token).
+pub async fn remove_peer(c: &VaultClient, node_id: &str) -> Result<(), VaultError> {
+    c.write(
+        "sys/storage/raft/remove-peer",
+        &json!({ "server_id": node_id }),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// The raft peers' node ids (needs a token).

@@ -43,6 +43,9 @@ pub struct Outcome {
     pub notes: Vec<String>,
     pub reads: u64,
     pub writes: u64,
+    /// Wall time of the lifecycle and of the configuration (plan + apply).
+    pub lifecycle_secs: f64,
+    pub config_secs: f64,
 }
 
 impl Outcome {
@@ -60,10 +63,10 @@ impl Outcome {
         }
         if !self.steps.is_empty() {
             for st in &self.steps {
-                let sign = if matches!(st, Step::Unreachable { .. }) {
-                    "!"
-                } else {
-                    "+"
+                let sign = match st {
+                    Step::Unreachable { .. } => "!",
+                    Step::RemovePeer { .. } => "-",
+                    _ => "+",
                 };
                 s.push_str(&format!("  {sign} {}\n", st.describe()));
             }
@@ -81,6 +84,8 @@ impl Outcome {
             "notes": self.notes,
             "vault-reads": self.reads,
             "vault-writes": self.writes,
+            "lifecycle-seconds": self.lifecycle_secs,
+            "config-seconds": self.config_secs,
         })
     }
 }
@@ -210,6 +215,11 @@ pub async fn plan(req: &Request<'_>, lifecycle_too: bool) -> Result<Outcome, Sta
     let root = lifecycle::load_root_ca(req.secrets)?;
     let inp = inputs(req, root.as_ref(), &policies);
     out.config = Some(config::plan(&c, &inp).await?);
+    if lifecycle_too {
+        let peers = lifecycle::raft_peers(&c).await?;
+        out.steps
+            .extend(lifecycle::stale_peers(&members(req), &peers));
+    }
     out.reads = c.calls().reads();
     out.writes = c.calls().writes();
     Ok(out)
@@ -240,6 +250,7 @@ pub async fn apply(
 ) -> Result<Outcome, StageError> {
     let c = client(req)?;
     let mut out = Outcome::default();
+    let started = std::time::Instant::now();
     if lifecycle_too {
         let ms = members(req);
         check_members(req.platform, &ms)?;
@@ -299,21 +310,32 @@ pub async fn apply(
     if lifecycle_too && blocks_config(&out.steps) {
         wait_for_leader(&c).await?;
     }
+    out.lifecycle_secs = started.elapsed().as_secs_f64();
+    let config_started = std::time::Instant::now();
     let policies = config::load_policies(req.project)?;
     let root = lifecycle::load_root_ca(req.secrets)?;
     let inp = inputs(req, root.as_ref(), &policies);
     let plan = config::plan(&c, &inp).await?;
     config::apply(&c, &inp, &plan, report).await?;
+    out.config_secs = config_started.elapsed().as_secs_f64();
     out.config = Some(plan);
     if lifecycle_too {
         let peers = lifecycle::raft_peers(&c).await?;
-        for m in members(req) {
+        let ms = members(req);
+        for m in &ms {
             if !peers.iter().any(|(id, _)| *id == m.name) {
                 out.notes.push(format!(
-                    "{} is not a raft peer yet (check its node_id is `{}`)",
+                    "{} is not a raft peer (check its node_id is `{}`)",
                     m.name, m.name
                 ));
             }
+        }
+        for step in lifecycle::stale_peers(&ms, &peers) {
+            if let Step::RemovePeer { node_id } = &step {
+                lifecycle::remove_peer(&c, node_id).await?;
+                report(&step.describe());
+            }
+            out.steps.push(step);
         }
     }
     if source == "the root token" {
