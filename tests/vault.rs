@@ -869,7 +869,7 @@ fn bad_input_is_reported_and_nothing_is_half_applied_unreported() {
             .args(["plan", "--stage", "vault"])
             .env("VAULT_ADDR", &addr),
     );
-    assert!(e.contains("lists no [[vault.member]]"), "{e}");
+    assert!(e.contains("has no Vault member") && e.contains("[[vault.member]]"), "{e}");
 
     let root = client(&addr, None, "root");
     // A mount forge declares exists with another type: a conflict, and nothing changes.

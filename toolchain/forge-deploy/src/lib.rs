@@ -180,3 +180,49 @@ fn transient(e: &DeployError) -> bool {
         DeployError::NotConverged { .. } => false,
     }
 }
+
+/// The Vault pool's instances and the Vault elastic IP, as the Vault stage needs them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VaultHosts {
+    /// (instance name = raft node id, public IPv4), sorted by name.
+    pub members: Vec<(String, std::net::IpAddr)>,
+    pub eip: Option<std::net::IpAddr>,
+}
+
+/// Finds the running members of `<P>-vault` and the EIP of the base stage.
+pub async fn vault_hosts(client: &Client, p: &Platform) -> Result<VaultHosts, DeployError> {
+    let api = |what: &str| {
+        let what = what.to_string();
+        move |source| DeployError::Api { what, source }
+    };
+    let pool_name = format!("{}-vault", p.name);
+    let pools = client
+        .list_instance_pools()
+        .await
+        .map_err(api("list instance pools"))?;
+    let Some(pool) = pools.iter().find(|x| x.name == pool_name) else {
+        return Ok(VaultHosts::default());
+    };
+    let ids: std::collections::BTreeSet<&str> =
+        pool.instances.iter().map(|i| i.id.as_str()).collect();
+    let mut members: Vec<(String, std::net::IpAddr)> = client
+        .list_instances()
+        .await
+        .map_err(api("list instances"))?
+        .into_iter()
+        .filter(|i| ids.contains(i.id.as_str()))
+        .filter_map(|i| Some((i.name?, i.public_ip?.parse().ok()?)))
+        .collect();
+    members.sort();
+    let eip = client
+        .list_elastic_ips()
+        .await
+        .map_err(api("list elastic IPs"))?
+        .into_iter()
+        .find(|e| {
+            e.labels.get(resource::LABEL_PLATFORM).map(String::as_str) == Some(p.name.as_str())
+                && e.labels.get(resource::LABEL_RESOURCE).map(String::as_str) == Some("eip-vault")
+        })
+        .and_then(|e| e.ip?.parse().ok());
+    Ok(VaultHosts { members, eip })
+}

@@ -109,8 +109,12 @@ pub struct StaticMember {
     /// Its API address, `https://HOST:PORT`.
     pub api_addr: String,
     /// Where the member reads `ca.pem`, `server.pem` and `server.key` (relative paths are
-    /// relative to the project).
+    /// relative to the project; an absolute path on the `ssh` host when that is set).
     pub tls_dir: String,
+    /// `user@host[:port]`: the TLS directory is on that host, reached over SSH.
+    pub ssh: Option<String>,
+    /// Run on the member's host after its TLS files changed.
+    pub reload_command: Option<String>,
 }
 
 /// `[secrets]`: where forge keeps the secrets it makes.
@@ -238,6 +242,8 @@ struct RawMember {
     name: Spanned<String>,
     api_addr: Spanned<String>,
     tls_dir: Spanned<String>,
+    ssh: Option<Spanned<String>>,
+    reload_command: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -511,10 +517,29 @@ impl Checker<'_> {
                 );
                 e.help = Some("write https://HOST:PORT, e.g. `https://10.0.0.5:8200`".into());
             }
+            if let Some(ssh) = &m.ssh {
+                let v = ssh.get_ref();
+                let ok = v
+                    .split_once('@')
+                    .is_some_and(|(u, h)| !u.is_empty() && !h.is_empty());
+                if !ok {
+                    let e = self.err(ssh.span(), format!("`{v}` is not an SSH target"));
+                    e.help =
+                        Some("write USER@HOST or USER@HOST:PORT, e.g. `debian@10.0.0.5`".into());
+                }
+                if !m.tls_dir.get_ref().starts_with('/') {
+                    self.err(
+                        m.tls_dir.span(),
+                        "tls-dir must be an absolute path on the SSH host",
+                    );
+                }
+            }
             members.push(StaticMember {
                 name: m.name.get_ref().clone(),
                 api_addr: addr.trim_end_matches('/').to_string(),
                 tls_dir: m.tls_dir.get_ref().clone(),
+                ssh: m.ssh.as_ref().map(|s| s.get_ref().clone()),
+                reload_command: m.reload_command.clone(),
             });
         }
         VaultCluster {

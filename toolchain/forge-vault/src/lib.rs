@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod pki;
 pub mod secrets;
 pub mod stage;
+pub mod transport;
 
 use std::path::PathBuf;
 

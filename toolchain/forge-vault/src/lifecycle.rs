@@ -21,7 +21,8 @@ use forge_schema::platform::Platform;
 
 use crate::client::{SealStatus, VaultClient, VaultError};
 use crate::pki::{self, Ca, ServerNames};
-use crate::secrets::{Secret, SecretsDir, atomic_write};
+use crate::secrets::{Secret, SecretsDir};
+use crate::transport::{SshOptions, SshTarget, TlsTarget};
 use crate::{StageError, names};
 
 /// A Vault server forge manages.
@@ -29,7 +30,7 @@ use crate::{StageError, names};
 pub struct Member {
     pub name: String,
     pub api_addr: String,
-    pub tls_dir: PathBuf,
+    pub tls: TlsTarget,
 }
 
 impl Member {
@@ -39,12 +40,49 @@ impl Member {
         p.vault_cluster
             .members
             .iter()
-            .map(|m| Member {
-                name: m.name.clone(),
-                api_addr: m.api_addr.clone(),
-                tls_dir: project.join(&m.tls_dir),
+            .map(|m| {
+                let ssh = m.ssh.as_deref().and_then(SshTarget::parse);
+                Member {
+                    name: m.name.clone(),
+                    api_addr: m.api_addr.clone(),
+                    tls: TlsTarget {
+                        dir: if ssh.is_some() {
+                            PathBuf::from(&m.tls_dir)
+                        } else {
+                            project.join(&m.tls_dir)
+                        },
+                        ssh,
+                        reload: m.reload_command.clone(),
+                    },
+                }
             })
             .collect()
+    }
+
+    /// A member of the cloud pool: the instance `name` at `ip`, running the vault image
+    /// (`vault-server` unit, TLS in /etc/vault/tls owned by vault), reached over SSH as the
+    /// templates' default user.
+    pub fn cloud(name: &str, ip: IpAddr) -> Member {
+        let host = match ip {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            IpAddr::V4(v4) => v4.to_string(),
+        };
+        Member {
+            name: name.to_string(),
+            api_addr: format!("https://{host}:8200"),
+            tls: TlsTarget {
+                dir: PathBuf::from("/etc/vault/tls"),
+                ssh: Some(SshTarget {
+                    user: CLOUD_SSH_USER.into(),
+                    host: ip.to_string(),
+                    port: 22,
+                }),
+                reload: Some(
+                    "systemctl enable --now vault-server.service && systemctl reload vault-server.service"
+                        .into(),
+                ),
+            },
+        }
     }
 
     fn host(&self) -> String {
@@ -84,6 +122,10 @@ impl Member {
         }
     }
 }
+
+/// The user the templates are registered with (`forge publish`: the images' default
+/// user), which cloud-init gives the platform's SSH key and passwordless sudo.
+pub const CLOUD_SSH_USER: &str = "debian";
 
 /// The files of a member's TLS directory.
 pub const CA_FILE: &str = "ca.pem";
@@ -212,29 +254,48 @@ pub fn load_root_ca(secrets: &SecretsDir) -> Result<Option<Ca>, StageError> {
     }))
 }
 
-fn tls_state(m: &Member, ca_pem: Option<&str>, names: &ServerNames, p: &Platform) -> TlsState {
-    let read = |f: &str| std::fs::read_to_string(m.tls_dir.join(f)).ok();
-    let (Some(ca), Some(cert), Some(key)) = (read(CA_FILE), read(CERT_FILE), read(KEY_FILE)) else {
-        return TlsState::Renew("no certificate yet".into());
+async fn tls_state(
+    m: &Member,
+    ca_pem: Option<&str>,
+    names: &ServerNames,
+    ssh: &SshOptions,
+) -> Result<TlsState, StageError> {
+    let t = &m.tls;
+    let (Some(ca), Some(cert)) = (t.read(ssh, CA_FILE).await?, t.read(ssh, CERT_FILE).await?)
+    else {
+        return Ok(TlsState::Renew("no certificate yet".into()));
     };
     let Some(root) = ca_pem else {
-        return TlsState::Renew("the root CA is new".into());
+        return Ok(TlsState::Renew("the root CA is new".into()));
     };
     if ca.trim() != root.trim() {
-        return TlsState::Renew(format!("{CA_FILE} is not the platform root CA"));
+        return Ok(TlsState::Renew(format!(
+            "{CA_FILE} is not the platform root CA"
+        )));
     }
     let (Ok(ci), Ok(ri)) = (
         pki::inspect(&cert, CERT_FILE),
         pki::inspect(root, "root CA"),
     ) else {
-        return TlsState::Renew(format!("{CERT_FILE} does not parse"));
+        return Ok(TlsState::Renew(format!("{CERT_FILE} does not parse")));
     };
     if ci.issuer_der != ri.subject_der {
-        return TlsState::Renew("not signed by the platform root CA".into());
+        return Ok(TlsState::Renew("not signed by the platform root CA".into()));
     }
-    match pki::public_key_of(&Secret::new(key)) {
-        Ok(pk) if pk == ci.public_key_der => {}
-        _ => return TlsState::Renew(format!("{KEY_FILE} does not match {CERT_FILE}")),
+    // A local key is checked against the certificate; a remote one is not read back
+    // (it would cross the network for a check), only its presence is.
+    let key_ok = if t.ssh.is_none() {
+        match t.read(ssh, KEY_FILE).await? {
+            Some(k) => pki::public_key_of(&Secret::new(k)).is_ok_and(|pk| pk == ci.public_key_der),
+            None => false,
+        }
+    } else {
+        t.exists(ssh, KEY_FILE).await?
+    };
+    if !key_ok {
+        return Ok(TlsState::Renew(format!(
+            "{KEY_FILE} is missing or does not match {CERT_FILE}"
+        )));
     }
     let missing: Vec<String> = names
         .dns
@@ -250,19 +311,18 @@ fn tls_state(m: &Member, ca_pem: Option<&str>, names: &ServerNames, p: &Platform
         )
         .collect();
     if !missing.is_empty() {
-        return TlsState::Renew(format!("lacks {}", missing.join(", ")));
+        return Ok(TlsState::Renew(format!("lacks {}", missing.join(", "))));
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let life = ci.not_after - ci.not_before;
     // Renewed two thirds through its life, like the agents renew theirs.
     if now > ci.not_after - life / 3 {
-        return TlsState::Renew(format!(
+        return Ok(TlsState::Renew(format!(
             "expires in {} h",
             (ci.not_after - now).max(0) / 3600
-        ));
+        )));
     }
-    let _ = p;
-    TlsState::Valid
+    Ok(TlsState::Valid)
 }
 
 /// Reads the cluster's state.
@@ -272,12 +332,13 @@ pub async fn observe(
     secrets: &SecretsDir,
     client: &VaultClient,
     eip: Option<IpAddr>,
+    ssh: &SshOptions,
 ) -> Result<ClusterState, StageError> {
     let ca = load_root_ca(secrets)?;
     let mut out = Vec::new();
     for m in members {
         let names = m.server_names(p, eip);
-        let tls = tls_state(m, ca.as_ref().map(|c| c.cert_pem.as_str()), &names, p);
+        let tls = tls_state(m, ca.as_ref().map(|c| c.cert_pem.as_str()), &names, ssh).await?;
         let (seal, unreachable) = match client.at(&m.api_addr).seal_status().await {
             Ok(s) => (Some(s), None),
             Err(e) => (None, Some(e.to_string())),
@@ -403,6 +464,7 @@ pub async fn apply(
     client: &VaultClient,
     eip: Option<IpAddr>,
     steps: &[Step],
+    ssh: &SshOptions,
     report: Report<'_>,
 ) -> Result<(), StageError> {
     let mut ca = load_root_ca(secrets)?;
@@ -416,7 +478,10 @@ pub async fn apply(
                 let Some(ca) = &ca else {
                     return Err(StageError::Invalid("the root CA is missing".into()));
                 };
-                issue_tls(p, m, ca, eip)?;
+                issue_tls(p, m, ca, eip, ssh).await?;
+                if m.tls.reload(ssh).await? {
+                    report(&format!("reloaded {member} ({})", m.tls.describe()));
+                }
             }
             Step::Init {
                 member,
@@ -491,14 +556,16 @@ pub async fn apply(
     Ok(())
 }
 
-/// Writes a key generated in the member's TLS directory, the certificate forge signs for
-/// its CSR, and the root CA.
-fn issue_tls(p: &Platform, m: &Member, ca: &Ca, eip: Option<IpAddr>) -> Result<(), StageError> {
+/// Writes a fresh key to the member's TLS directory, then the certificate forge signs for
+/// its CSR, then the root CA.
+async fn issue_tls(
+    p: &Platform,
+    m: &Member,
+    ca: &Ca,
+    eip: Option<IpAddr>,
+    ssh: &SshOptions,
+) -> Result<(), StageError> {
     let names = m.server_names(p, eip);
-    std::fs::create_dir_all(&m.tls_dir).map_err(|e| StageError::Io {
-        path: m.tls_dir.clone(),
-        source: e,
-    })?;
     let (key, csr) = pki::key_and_csr(&names.common_name, p.pki.leaf_key)?;
     let cert = pki::sign_server_csr(
         ca,
@@ -509,9 +576,13 @@ fn issue_tls(p: &Platform, m: &Member, ca: &Ca, eip: Option<IpAddr>) -> Result<(
     )?;
     // Key first, then the certificate: a crash in between leaves a mismatch the next run
     // detects (and repairs), never a certificate for a key that is gone.
-    atomic_write(&m.tls_dir.join(KEY_FILE), key.expose().as_bytes(), 0o600)?;
-    atomic_write(&m.tls_dir.join(CERT_FILE), cert.as_bytes(), 0o644)?;
-    atomic_write(&m.tls_dir.join(CA_FILE), ca.cert_pem.as_bytes(), 0o644)?;
+    m.tls
+        .write(ssh, KEY_FILE, key.expose().as_bytes(), 0o600)
+        .await?;
+    m.tls.write(ssh, CERT_FILE, cert.as_bytes(), 0o644).await?;
+    m.tls
+        .write(ssh, CA_FILE, ca.cert_pem.as_bytes(), 0o644)
+        .await?;
     Ok(())
 }
 

@@ -31,6 +31,12 @@ pub struct Request<'a> {
     pub token: Option<Secret>,
     /// Exoscale credentials for the plugins' configuration.
     pub exoscale: Option<ExoscaleCredentials>,
+    /// The members when they are not `[[vault.member]]`s: the cloud pool's instances.
+    pub cloud_members: Option<Vec<Member>>,
+    /// The Vault elastic IP (a SAN of every member certificate).
+    pub eip: Option<std::net::IpAddr>,
+    /// `FORGE_SSH_IDENTITY`.
+    pub ssh_identity: Option<std::path::PathBuf>,
 }
 
 /// What a stage saw or did.
@@ -91,7 +97,14 @@ impl Outcome {
 }
 
 fn members(req: &Request<'_>) -> Vec<Member> {
-    Member::from_platform(req.platform, req.project)
+    match &req.cloud_members {
+        Some(m) => m.clone(),
+        None => Member::from_platform(req.platform, req.project),
+    }
+}
+
+fn ssh_options(req: &Request<'_>) -> crate::transport::SshOptions {
+    crate::transport::ssh_options(req.secrets.root(), req.ssh_identity.clone())
 }
 
 /// The client every call goes through: one TLS policy, one set of counters.
@@ -192,7 +205,15 @@ pub async fn plan(req: &Request<'_>, lifecycle_too: bool) -> Result<Outcome, Sta
     if lifecycle_too {
         let ms = members(req);
         check_members(req.platform, &ms)?;
-        let state = lifecycle::observe(req.platform, &ms, req.secrets, &c, None).await?;
+        let state = lifecycle::observe(
+            req.platform,
+            &ms,
+            req.secrets,
+            &c,
+            req.eip,
+            &ssh_options(req),
+        )
+        .await?;
         out.steps = lifecycle::steps(req.platform, &state);
         if blocks_config(&out.steps) {
             out.notes
@@ -235,7 +256,7 @@ fn no_token(req: &Request<'_>) -> StageError {
 fn check_members(p: &Platform, ms: &[Member]) -> Result<(), StageError> {
     if ms.is_empty() {
         return Err(StageError::Invalid(format!(
-            "platform {} lists no [[vault.member]]: forge bootstraps Vault servers through their TLS directory; the instances of the cloud pool are not reachable that way yet. Configure a running Vault with `forge deploy --stage vault-config` and VAULT_ADDR",
+            "platform {} has no Vault member: list them as [[vault.member]] in platform.toml, or deploy the base stage and set EXOSCALE_API_KEY/EXOSCALE_API_SECRET so forge finds the pool's instances",
             p.name
         )));
     }
@@ -254,7 +275,15 @@ pub async fn apply(
     if lifecycle_too {
         let ms = members(req);
         check_members(req.platform, &ms)?;
-        let state = lifecycle::observe(req.platform, &ms, req.secrets, &c, None).await?;
+        let state = lifecycle::observe(
+            req.platform,
+            &ms,
+            req.secrets,
+            &c,
+            req.eip,
+            &ssh_options(req),
+        )
+        .await?;
         let steps = lifecycle::steps(req.platform, &state);
         if let Some(Step::Unreachable { member, detail }) = steps
             .iter()
@@ -265,7 +294,17 @@ pub async fn apply(
                 "{member} does not answer ({detail}); start it and re-run"
             )));
         }
-        lifecycle::apply(req.platform, &ms, req.secrets, &c, None, &steps, report).await?;
+        lifecycle::apply(
+            req.platform,
+            &ms,
+            req.secrets,
+            &c,
+            req.eip,
+            &steps,
+            &ssh_options(req),
+            report,
+        )
+        .await?;
         let issued_only = !steps.is_empty()
             && steps.iter().all(|s| {
                 matches!(

@@ -23,6 +23,7 @@ pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
 pub const FORGE_SECRETS_DIR: &str = "FORGE_SECRETS_DIR";
 pub const FORGE_AGE_IDENTITY: &str = "FORGE_AGE_IDENTITY";
 pub const VAULT_ADDR: &str = "VAULT_ADDR";
+pub const FORGE_SSH_IDENTITY: &str = "FORGE_SSH_IDENTITY";
 pub const VAULT_CACERT: &str = "VAULT_CACERT";
 pub const VAULT_TOKEN: &str = "VAULT_TOKEN";
 
@@ -83,6 +84,10 @@ pub const ALL: &[EnvVar] = &[
     EnvVar {
         name: FORGE_AGE_IDENTITY,
         description: "age identity file that decrypts the secrets directory when platform.toml sets `[secrets] age-recipient`.",
+    },
+    EnvVar {
+        name: FORGE_SSH_IDENTITY,
+        description: "Private key file for SSH to Vault members (`ssh -i`); default: ssh's agent and configuration. Host keys are pinned in `known_hosts` of the secrets directory.",
     },
     EnvVar {
         name: VAULT_ADDR,

@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use forge_schema::platform::{PLATFORM_FILE, Platform};
 use forge_vault::config::ExoscaleCredentials;
+use forge_vault::lifecycle::Member;
 use forge_vault::stage::{self, Request};
 use forge_vault::{Secret, SecretsDir};
 use serde_json::json;
@@ -91,6 +92,28 @@ fn request<'a>(l: &'a Loaded) -> Result<Request<'a>> {
             key: c.credentials.key.clone(),
             secret: Secret::new(c.credentials.secret()),
         });
+    // Without [[vault.member]], the members are the cloud pool's instances.
+    let (cloud_members, eip) = if l.platform.vault_cluster.members.is_empty() {
+        match forge_exoscale::Config::from_env(Some(&l.platform.zone)) {
+            Ok(cfg) => {
+                let client = forge_exoscale::Client::for_zone(
+                    &cfg,
+                    &l.platform.zone,
+                    forge_exoscale::ClientOptions::from_env(),
+                )?;
+                let hosts = runtime()?.block_on(forge_deploy::vault_hosts(&client, &l.platform))?;
+                let members = hosts
+                    .members
+                    .iter()
+                    .map(|(name, ip)| Member::cloud(name, *ip))
+                    .collect();
+                (Some(members), hosts.eip)
+            }
+            Err(_) => (None, None),
+        }
+    } else {
+        (None, None)
+    };
     Ok(Request {
         platform: &l.platform,
         project: &l.root,
@@ -99,6 +122,9 @@ fn request<'a>(l: &'a Loaded) -> Result<Request<'a>> {
         ca_pem,
         token: env::var(env::VAULT_TOKEN).map(Secret::new),
         exoscale,
+        cloud_members,
+        eip,
+        ssh_identity: env::var(env::FORGE_SSH_IDENTITY).map(PathBuf::from),
     })
 }
 
