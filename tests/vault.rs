@@ -869,7 +869,10 @@ fn bad_input_is_reported_and_nothing_is_half_applied_unreported() {
             .args(["plan", "--stage", "vault"])
             .env("VAULT_ADDR", &addr),
     );
-    assert!(e.contains("has no Vault member") && e.contains("[[vault.member]]"), "{e}");
+    assert!(
+        e.contains("has no Vault member") && e.contains("[[vault.member]]"),
+        "{e}"
+    );
 
     let root = client(&addr, None, "root");
     // A mount forge declares exists with another type: a conflict, and nothing changes.
@@ -1019,4 +1022,123 @@ fn secrets_are_encrypted_to_the_age_recipient() {
         "--detailed-exitcode",
     ]));
     assert_eq!(o.status.code(), Some(0));
+}
+
+/// The certificate a TLS server presents on 127.0.0.1:`port` (PEM), through Python's ssl.
+fn served_certificate(port: u16) -> String {
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import ssl; print(ssl.get_server_certificate(('127.0.0.1', {port})))"
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn der_of(pem: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
+
+/// A member reached over SSH (OpenSSH on loopback): its TLS material is written through
+/// SSH with the right modes, its reload command runs, a renewed certificate is served after
+/// the reload, and a changed host key stops forge.
+#[test]
+fn member_over_ssh_bootstrap_renew_and_host_key_pinning() {
+    let w = World::new();
+    let mut sshd = common::vault::Sshd::start(w.path());
+    let m = Member::new(w.path(), "vault-s1");
+    let marker = w.path().join("reloads");
+    let pidfile = m.dir.join("bao.pid");
+    let extra = format!(
+        "ssh = \"{}\"\nreload-command = \"echo reload >> {}; if [ -f {} ]; then kill -HUP $(cat {}); fi\"\n",
+        sshd.target(),
+        marker.display(),
+        pidfile.display(),
+        pidfile.display()
+    );
+    let dir = project(w.path(), std::slice::from_ref(&m), "");
+    // The member entry gets its SSH target and reload command.
+    let toml = std::fs::read_to_string(dir.join("platform.toml")).unwrap() + &extra;
+    std::fs::write(dir.join("platform.toml"), toml).unwrap();
+    let secrets = w.path().join("secrets");
+    let identity = sshd.identity.clone();
+    let f = || {
+        let mut c = forge(&w, &dir, &secrets);
+        c.env("FORGE_SSH_IDENTITY", &identity);
+        c
+    };
+
+    // TLS over SSH; the reload command ran once; the host key is pinned.
+    ok(f().args(["deploy", "--stage", "vault"]));
+    let key = m.tls_dir().join("server.key");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let pem_mode = std::fs::metadata(m.tls_dir().join("server.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(pem_mode & 0o777, 0o644);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 1);
+    let known = std::fs::read_to_string(secrets.join("known_hosts")).unwrap();
+    let host_pub = std::fs::read_to_string(sshd.dir.join("host.pub")).unwrap();
+    assert!(
+        known.contains(host_pub.split_whitespace().nth(1).unwrap()),
+        "{known}"
+    );
+
+    // The server starts with it; forge initialises, unseals and configures it.
+    let mut srv = m.start();
+    std::fs::write(&pidfile, srv.child.as_ref().unwrap().id().to_string()).unwrap();
+    ok(f().args(["deploy", "--stage", "vault"]));
+    let o = run(f().args(["plan", "--stage", "vault", "--detailed-exitcode"]));
+    assert_eq!(o.status.code(), Some(0));
+    let first = std::fs::read_to_string(m.tls_dir().join("server.pem")).unwrap();
+    assert_eq!(der_of(&served_certificate(m.port)), der_of(&first));
+
+    // The certificate goes missing: the plan says so, a run issues a new one over SSH,
+    // reloads the server, which then serves it.
+    std::fs::remove_file(m.tls_dir().join("server.pem")).unwrap();
+    let o = run(f().args(["plan", "--stage", "vault", "--detailed-exitcode"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("issue the bootstrap TLS certificate of vault-s1")
+    );
+    ok(f().args(["deploy", "--stage", "vault"]));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 2);
+    let second = std::fs::read_to_string(m.tls_dir().join("server.pem")).unwrap();
+    assert_ne!(first, second);
+    let start = std::time::Instant::now();
+    while der_of(&served_certificate(m.port)) != der_of(&second) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the reloaded server still serves the old certificate"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // Another host key at the same address: refused, nothing written.
+    sshd.change_host_key();
+    std::fs::remove_file(m.tls_dir().join("server.pem")).unwrap();
+    let e = fails(f().args(["deploy", "--stage", "vault"]));
+    assert!(e.contains(&format!("ssh to {}", sshd.target())), "{e}");
+    assert!(
+        e.contains("Host key verification failed") || e.contains("IDENTIFICATION HAS CHANGED"),
+        "{e}"
+    );
+    assert!(!m.tls_dir().join("server.pem").exists());
+    srv.stop();
 }

@@ -4,7 +4,8 @@
 # image tools: mmdebstrap, e2fsprogs >= 1.47.1 (from bookworm-backports on Debian 12),
 # dosfstools, mtools, syslinux, systemd-boot-efi, qemu, OVMF and SeaBIOS; and for the
 # platform tests pip and venv (toolchain/local-sources.sh, toolchain/test-tools.sh), openssl,
-# curl and systemd-analyze.
+# curl and systemd-analyze, and OpenSSH (the Vault stage reaches members over ssh; its test
+# runs sshd on loopback).
 # Idempotent: installs only what is missing. Packages come from the host's configured apt
 # sources; no mirror host is written here.
 set -euo pipefail
@@ -19,7 +20,7 @@ fi
 packages=(build-essential cmake pkg-config ca-certificates coreutils tar zstd gnupg
     mmdebstrap dosfstools mtools syslinux syslinux-common systemd-boot-efi
     qemu-system-x86 qemu-utils ovmf seabios libarchive13 fdisk
-    python3-pip python3-venv openssl systemd curl)
+    python3-pip python3-venv openssl systemd curl openssh-client openssh-server)
 missing=()
 for p in "${packages[@]}"; do
     # No pipes into early-exiting readers (grep -q, head): under pipefail the writer's

@@ -236,3 +236,101 @@ pub fn forge(w: &super::World, dir: &Path, secrets: &Path) -> Command {
     }
     c
 }
+
+/// An OpenSSH server on 127.0.0.1 (Debian's `openssh-server`, installed by
+/// `toolchain/setup-host.sh`) that accepts one generated key for the current user.
+pub struct Sshd {
+    pub server: Server,
+    pub port: u16,
+    pub dir: PathBuf,
+    /// The client's private key (FORGE_SSH_IDENTITY).
+    pub identity: PathBuf,
+    pub user: String,
+}
+
+fn keygen(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(path.with_extension("pub"));
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+impl Sshd {
+    pub fn start(root: &Path) -> Self {
+        let sshd = Path::new("/usr/sbin/sshd");
+        assert!(
+            sshd.is_file(),
+            "/usr/sbin/sshd is missing: run `bash toolchain/setup-host.sh` (openssh-server)"
+        );
+        let dir = root.join("sshd");
+        std::fs::create_dir_all(&dir).unwrap();
+        // sshd insists on its privilege separation directory.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        keygen(&dir.join("host"));
+        let identity = dir.join("id");
+        keygen(&identity);
+        std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).unwrap();
+        let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+        let port = free_port();
+        let mut s = Self {
+            server: Server {
+                child: None,
+                log: dir.join("sshd.log"),
+            },
+            port,
+            dir,
+            identity,
+            user,
+        };
+        s.restart();
+        s
+    }
+
+    /// (Re)starts the daemon with the current host key.
+    pub fn restart(&mut self) {
+        self.server.stop();
+        let d = &self.dir;
+        let cfg = d.join("sshd_config");
+        std::fs::write(
+            &cfg,
+            format!(
+                "Port {}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n",
+                self.port,
+                d.join("host").display(),
+                d.join("authorized_keys").display(),
+                d.join("sshd.pid").display(),
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(d.join("sshd.log")).unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.server.child = Some(child);
+        wait_port(self.port, "sshd");
+    }
+
+    /// A new host key (as when a host is replaced, or someone is in the middle).
+    pub fn change_host_key(&mut self) {
+        keygen(&self.dir.join("host"));
+        self.restart();
+    }
+
+    pub fn target(&self) -> String {
+        format!("{}@127.0.0.1:{}", self.user, self.port)
+    }
+}
