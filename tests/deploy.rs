@@ -230,6 +230,28 @@ fn base_stage_apply_plan_drift_destroy() {
         Some(format!("{PLATFORM}-management"))
     );
 
+    // The Vault stage finds the pool's members and the EIP through the API, and reaches
+    // each over SSH as the templates' default user.
+    let platform = forge_schema::platform::Platform::parse(&forge_schema::SourceFile::new(
+        "platform.toml",
+        std::fs::read_to_string(dir.join("platform.toml")).unwrap(),
+    ))
+    .unwrap();
+    let hosts = rt()
+        .block_on(forge_deploy::vault_hosts(&c, &platform))
+        .unwrap();
+    assert_eq!(hosts.members.len(), 3, "{hosts:?}");
+    assert_eq!(hosts.eip, eip.ip.as_ref().map(|i| i.parse().unwrap()));
+    for (name, ip) in &hosts.members {
+        assert!(name.starts_with(&format!("{PLATFORM}-vault-")), "{name}");
+        let m = forge_vault::lifecycle::Member::cloud(name, *ip);
+        assert_eq!(m.api_addr, format!("https://{ip}:8200"));
+        assert_eq!(m.tls.dir, std::path::Path::new("/etc/vault/tls"));
+        let ssh = m.tls.ssh.unwrap();
+        assert_eq!((ssh.user.as_str(), ssh.port), ("debian", 22));
+        assert!(m.tls.reload.unwrap().contains("systemctl reload vault-server"));
+    }
+
     // Drift made through the API shows in plan and is repaired by deploy.
     rt().block_on(async {
         c.scale_instance_pool(&pool.id, 1).await.unwrap();
