@@ -249,7 +249,12 @@ fn base_stage_apply_plan_drift_destroy() {
         assert_eq!(m.tls.dir, std::path::Path::new("/etc/vault/tls"));
         let ssh = m.tls.ssh.unwrap();
         assert_eq!((ssh.user.as_str(), ssh.port), ("debian", 22));
-        assert!(m.tls.reload.unwrap().contains("systemctl reload vault-server"));
+        assert!(
+            m.tls
+                .reload
+                .unwrap()
+                .contains("systemctl reload vault-server")
+        );
     }
 
     // Drift made through the API shows in plan and is repaired by deploy.

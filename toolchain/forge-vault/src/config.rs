@@ -1206,6 +1206,19 @@ pub async fn apply(
     Ok(total)
 }
 
+/// A write's `data` object; an error when Vault answered nothing.
+async fn write_data(c: &VaultClient, path: &str, body: &Value) -> Result<Value, StageError> {
+    c.write(path, body)
+        .await?
+        .and_then(|v| v.get("data").cloned())
+        .ok_or_else(|| StageError::Invalid(format!("{path} returned no data")))
+}
+
+/// A string field of an answer, empty when absent.
+fn text_field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
 async fn apply_change(c: &VaultClient, inp: &Inputs<'_>, ch: &Change) -> Result<(), StageError> {
     let p = inp.platform;
     match &ch.item {
@@ -1306,21 +1319,10 @@ async fn apply_change(c: &VaultClient, inp: &Inputs<'_>, ch: &Change) -> Result<
                         o.insert("format".into(), json!("pem_bundle"));
                         o.insert("use_csr_values".into(), json!(false));
                     }
-                    let signed = c
-                        .write(&format!("{parent}/root/sign-intermediate"), &sign)
-                        .await?
-                        .and_then(|v| v.get("data").cloned())
-                        .ok_or_else(|| {
-                            StageError::Invalid("sign-intermediate returned nothing".into())
-                        })?;
-                    let cert = signed
-                        .get("certificate")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    let issuing = signed
-                        .get("issuing_ca")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
+                    let signed =
+                        write_data(c, &format!("{parent}/root/sign-intermediate"), &sign).await?;
+                    let cert = text_field(&signed, "certificate");
+                    let issuing = text_field(&signed, "issuing_ca");
                     let chain = if cert.contains(issuing.trim()) {
                         cert.to_string()
                     } else {
@@ -1340,21 +1342,10 @@ async fn apply_change(c: &VaultClient, inp: &Inputs<'_>, ch: &Change) -> Result<
                         // PKCS#8, which every consumer (and rcgen, in the tests) reads.
                         o.insert("private_key_format".into(), json!("pkcs8"));
                     }
-                    let v = c
-                        .write(&format!("{mount}/root/generate/exported"), &params)
-                        .await?
-                        .and_then(|v| v.get("data").cloned())
-                        .ok_or_else(|| {
-                            StageError::Invalid("root/generate/exported returned nothing".into())
-                        })?;
-                    let key = v
-                        .get("private_key")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    let cert = v
-                        .get("certificate")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
+                    let v =
+                        write_data(c, &format!("{mount}/root/generate/exported"), &params).await?;
+                    let key = text_field(&v, "private_key");
+                    let cert = text_field(&v, "certificate");
                     if key.is_empty() || cert.is_empty() {
                         return Err(StageError::Invalid(
                             "root/generate/exported returned no key".into(),

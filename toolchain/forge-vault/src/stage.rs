@@ -198,23 +198,33 @@ async fn wait_for_leader(c: &VaultClient) -> Result<(), StageError> {
     }
 }
 
+/// The members and the lifecycle steps they still need.
+async fn missing_steps(
+    req: &Request<'_>,
+    c: &VaultClient,
+) -> Result<(Vec<Member>, Vec<Step>), StageError> {
+    let ms = members(req);
+    check_members(req.platform, &ms)?;
+    let state = lifecycle::observe(
+        req.platform,
+        &ms,
+        req.secrets,
+        c,
+        req.eip,
+        &ssh_options(req),
+    )
+    .await?;
+    let steps = lifecycle::steps(req.platform, &state);
+    Ok((ms, steps))
+}
+
 /// `forge plan --stage vault` (`lifecycle = true`) or `--stage vault-config`.
 pub async fn plan(req: &Request<'_>, lifecycle_too: bool) -> Result<Outcome, StageError> {
     let c = client(req)?;
     let mut out = Outcome::default();
     if lifecycle_too {
-        let ms = members(req);
-        check_members(req.platform, &ms)?;
-        let state = lifecycle::observe(
-            req.platform,
-            &ms,
-            req.secrets,
-            &c,
-            req.eip,
-            &ssh_options(req),
-        )
-        .await?;
-        out.steps = lifecycle::steps(req.platform, &state);
+        let (_, steps) = missing_steps(req, &c).await?;
+        out.steps = steps;
         if blocks_config(&out.steps) {
             out.notes
                 .push("the configuration is planned once Vault is initialised and unsealed".into());
@@ -273,18 +283,7 @@ pub async fn apply(
     let mut out = Outcome::default();
     let started = std::time::Instant::now();
     if lifecycle_too {
-        let ms = members(req);
-        check_members(req.platform, &ms)?;
-        let state = lifecycle::observe(
-            req.platform,
-            &ms,
-            req.secrets,
-            &c,
-            req.eip,
-            &ssh_options(req),
-        )
-        .await?;
-        let steps = lifecycle::steps(req.platform, &state);
+        let (ms, steps) = missing_steps(req, &c).await?;
         if let Some(Step::Unreachable { member, detail }) = steps
             .iter()
             .find(|s| matches!(s, Step::Unreachable { .. }))

@@ -132,16 +132,20 @@ fn stage_name(lifecycle: bool) -> &'static str {
     if lifecycle { "vault" } else { "vault-config" }
 }
 
+fn print_json(g: &Globals, out: &stage::Outcome, lifecycle: bool, started: Instant) {
+    let mut v = out.to_json();
+    v["stage"] = json!(stage_name(lifecycle));
+    v["seconds"] = json!(started.elapsed().as_secs_f64());
+    g.printer.print_json(&v);
+}
+
 pub fn plan(g: &Globals, args: &PlanArgs, lifecycle: bool) -> Result<()> {
     let started = Instant::now();
     let l = load(g, &args.target)?;
     let req = request(&l)?;
     let out = runtime()?.block_on(stage::plan(&req, lifecycle))?;
     if g.printer.json() {
-        let mut v = out.to_json();
-        v["stage"] = json!(stage_name(lifecycle));
-        v["seconds"] = json!(started.elapsed().as_secs_f64());
-        g.printer.print_json(&v);
+        print_json(g, &out, lifecycle, started);
     } else {
         let text = out.render();
         if text.trim().is_empty() {
@@ -174,10 +178,7 @@ pub fn deploy(g: &Globals, args: &DeployArgs, lifecycle: bool) -> Result<()> {
     }
     let changes = out.steps.len() + out.config.as_ref().map_or(0, |c| c.changes.len());
     if g.printer.json() {
-        let mut v = out.to_json();
-        v["stage"] = json!(stage_name(lifecycle));
-        v["seconds"] = json!(started.elapsed().as_secs_f64());
-        g.printer.print_json(&v);
+        print_json(g, &out, lifecycle, started);
     } else {
         g.printer.status(
             "Deployed",
