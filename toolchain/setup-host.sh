@@ -48,7 +48,9 @@ if ((${#missing[@]})) || ((need_e2fs)); then
     log "installing ${missing[*]:-}$( ((need_e2fs)) && echo ' e2fsprogs (>= 1.47.1)')"
     apt_get update
     if ((${#missing[@]})); then
-        apt_get install -y --no-install-recommends "${missing[@]}"
+        # --no-remove: fail rather than let the resolver remove installed packages (a
+        # host with systemd from backports would otherwise lose it to libelogind0).
+        apt_get install -y --no-install-recommends --no-remove "${missing[@]}"
     fi
     if ((need_e2fs)); then
         apt_get install -y --no-install-recommends -t bookworm-backports e2fsprogs
