@@ -199,6 +199,30 @@ fn raft_cluster_bootstrap_configure_restart() {
     readback_kv(&rc);
     readback_policies(&rc, &dir);
     readback_audit(&rc, &members);
+    // As if vault-1's agent had taken over its TLS (spec §6.5): a certificate from
+    // pki/platform/vault, the Vault ICA as ca.pem. forge leaves it alone while it is valid.
+    let agent = issue(
+        &rc,
+        "pki/platform/vault/issue/server",
+        json!({"common_name": format!("{PLATFORM}-vault"), "ip_sans": "127.0.0.1", "ttl": "24h"}),
+    )
+    .unwrap();
+    let tls = members[0].tls_dir();
+    let field = |k: &str| agent[k].as_str().unwrap().to_string();
+    std::fs::write(
+        tls.join("server.pem"),
+        format!("{}\n{}\n", field("certificate"), field("issuing_ca")),
+    )
+    .unwrap();
+    std::fs::write(tls.join("server.key"), field("private_key")).unwrap();
+    std::fs::write(tls.join("ca.pem"), field("issuing_ca")).unwrap();
+    let o =
+        run(forge(&w, &dir, &secrets).args(["plan", "--stage", "vault", "--detailed-exitcode"]));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "an agent-managed certificate is left alone"
+    );
     // forge's token carries forge-admin only, and works.
     let fc = client(&members[0].api_addr(), Some(&root_pem), &forge_token);
     let me = rt()

@@ -268,25 +268,44 @@ async fn tls_state(
     let Some(root) = ca_pem else {
         return Ok(TlsState::Renew("the root CA is new".into()));
     };
-    if ca.trim() != root.trim() {
-        return Ok(TlsState::Renew(format!(
-            "{CA_FILE} is not the platform root CA"
-        )));
-    }
     let (Ok(ci), Ok(ri)) = (
         pki::inspect(&cert, CERT_FILE),
         pki::inspect(root, "root CA"),
     ) else {
         return Ok(TlsState::Renew(format!("{CERT_FILE} does not parse")));
     };
-    if ci.issuer_der != ri.subject_der {
+    // After the switch to agent-managed TLS (spec §6.5), ca.pem is the Vault ICA and the
+    // agent renews the certificate: forge leaves it alone while it is valid, and puts a
+    // bootstrap certificate back only once it has expired (Vault unavailable for longer
+    // than the certificate's life, defect 18).
+    let agent_managed = ca.trim() != root.trim();
+    if agent_managed {
+        match pki::inspect(&ca, CA_FILE) {
+            Ok(ii) if ii.is_ca && ii.issuer_der == ri.subject_der => {
+                if ci.issuer_der != ii.subject_der {
+                    return Ok(TlsState::Renew(format!(
+                        "{CERT_FILE} is not signed by {CA_FILE}"
+                    )));
+                }
+            }
+            _ => {
+                return Ok(TlsState::Renew(format!(
+                    "{CA_FILE} is neither the platform root CA nor an intermediate it signed"
+                )));
+            }
+        }
+    } else if ci.issuer_der != ri.subject_der {
         return Ok(TlsState::Renew("not signed by the platform root CA".into()));
     }
-    // A local key is checked against the certificate; a remote one is not read back
-    // (it would cross the network for a check), only its presence is.
+    // A local key is checked against the certificate when its format is one forge reads
+    // (PKCS#8, as forge writes it); a remote one is not read back (it would cross the
+    // network for a check), only its presence is.
     let key_ok = if t.ssh.is_none() {
         match t.read(ssh, KEY_FILE).await? {
-            Some(k) => pki::public_key_of(&Secret::new(k)).is_ok_and(|pk| pk == ci.public_key_der),
+            Some(k) => match pki::public_key_of(&Secret::new(k)) {
+                Ok(pk) => pk == ci.public_key_der,
+                Err(_) => true,
+            },
             None => false,
         }
     } else {
@@ -296,6 +315,15 @@ async fn tls_state(
         return Ok(TlsState::Renew(format!(
             "{KEY_FILE} is missing or does not match {CERT_FILE}"
         )));
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if agent_managed {
+        if now >= ci.not_after {
+            return Ok(TlsState::Renew(
+                "the agent's certificate expired; a bootstrap certificate replaces it".into(),
+            ));
+        }
+        return Ok(TlsState::Valid);
     }
     let missing: Vec<String> = names
         .dns
@@ -313,7 +341,6 @@ async fn tls_state(
     if !missing.is_empty() {
         return Ok(TlsState::Renew(format!("lacks {}", missing.join(", "))));
     }
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let life = ci.not_after - ci.not_before;
     // Renewed two thirds through its life, like the agents renew theirs.
     if now > ci.not_after - life / 3 {
