@@ -31,6 +31,9 @@ pub struct Member {
     pub name: String,
     pub api_addr: String,
     pub tls: TlsTarget,
+    /// Run on the member's host to hand its TLS to its Vault agent (spec §6.5), once the
+    /// agent can log in (the Exoscale auth backend exists). Cloud members only.
+    pub agent_command: Option<String>,
 }
 
 impl Member {
@@ -54,6 +57,7 @@ impl Member {
                         ssh,
                         reload: m.reload_command.clone(),
                     },
+                    agent_command: None,
                 }
             })
             .collect()
@@ -82,6 +86,10 @@ impl Member {
                         .into(),
                 ),
             },
+            agent_command: Some(
+                "systemctl enable vault-agent.service && systemctl restart vault-agent.service"
+                    .into(),
+            ),
         }
     }
 
@@ -143,7 +151,10 @@ pub fn unseal_key_name(i: usize) -> String {
 /// The state of a member's TLS files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsState {
+    /// forge's bootstrap certificate, valid.
     Valid,
+    /// A certificate the member's agent renews (spec §6.5), valid.
+    AgentManaged,
     /// Needs a (new) certificate, and why.
     Renew(String),
 }
@@ -196,6 +207,10 @@ pub enum Step {
     RemovePeer {
         node_id: String,
     },
+    /// Hand the member's TLS to its Vault agent (spec §6.5), after the configuration.
+    SwitchToAgent {
+        member: String,
+    },
 }
 
 impl Step {
@@ -223,6 +238,11 @@ impl Step {
             }
             Step::RemovePeer { node_id } => {
                 format!("remove raft peer {node_id} (not a declared member)")
+            }
+            Step::SwitchToAgent { member } => {
+                format!(
+                    "hand the TLS of {member} to its Vault agent (it renews the certificate from then on)"
+                )
             }
         }
     }
@@ -323,7 +343,7 @@ async fn tls_state(
                 "the agent's certificate expired; a bootstrap certificate replaces it".into(),
             ));
         }
-        return Ok(TlsState::Valid);
+        return Ok(TlsState::AgentManaged);
     }
     let missing: Vec<String> = names
         .dns
@@ -572,9 +592,9 @@ pub async fn apply(
                 .await?;
             }
             Step::Unreachable { .. } => continue,
-            Step::RemovePeer { .. } => {
+            Step::RemovePeer { .. } | Step::SwitchToAgent { .. } => {
                 return Err(StageError::Invalid(
-                    "raft peers are removed with a token, after the configuration".into(),
+                    "raft peers are removed, and agents started, after the configuration".into(),
                 ));
             }
         }
@@ -715,6 +735,35 @@ pub fn stale_peers(members: &[Member], peers: &[(String, bool)]) -> Vec<Step> {
         .collect()
 }
 
+/// Members whose bootstrap certificate can now go to their agent: cloud members (they
+/// have an agent command) with a valid bootstrap certificate, once the Exoscale auth
+/// backend the agent logs in with is configured.
+pub fn agent_switches(state: &ClusterState, auth_configured: bool) -> Vec<Step> {
+    if !auth_configured {
+        return vec![];
+    }
+    state
+        .members
+        .iter()
+        .filter(|m| m.member.agent_command.is_some() && m.tls == TlsState::Valid)
+        .map(|m| Step::SwitchToAgent {
+            member: m.member.name.clone(),
+        })
+        .collect()
+}
+
+/// Starts a member's agent.
+pub async fn switch_to_agent(m: &Member, ssh: &SshOptions) -> Result<(), StageError> {
+    if let Some(cmd) = &m.agent_command {
+        let t = TlsTarget {
+            reload: Some(cmd.clone()),
+            ..m.tls.clone()
+        };
+        t.reload(ssh).await?;
+    }
+    Ok(())
+}
+
 /// Removes a raft peer (needs a token).
 pub async fn remove_peer(c: &VaultClient, node_id: &str) -> Result<(), VaultError> {
     c.write(
@@ -748,4 +797,47 @@ pub async fn raft_peers(c: &VaultClient) -> Result<Vec<(String, bool)>, VaultErr
             )
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(m: Member, tls: TlsState) -> MemberState {
+        MemberState {
+            member: m,
+            tls,
+            seal: None,
+            unreachable: None,
+        }
+    }
+
+    #[test]
+    fn only_cloud_members_with_a_bootstrap_certificate_switch_to_the_agent() {
+        let cloud = Member::cloud(
+            "p-vault-abcde-fghij",
+            "192.0.2.7".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        );
+        let mut local = cloud.clone();
+        local.name = "local".into();
+        local.agent_command = None;
+        let mut done = cloud.clone();
+        done.name = "done".into();
+        let s = ClusterState {
+            root_ca_exists: true,
+            members: vec![
+                state(cloud, TlsState::Valid),
+                state(local, TlsState::Valid),
+                state(done, TlsState::AgentManaged),
+            ],
+            unseal_keys_present: 5,
+        };
+        assert_eq!(
+            agent_switches(&s, true),
+            vec![Step::SwitchToAgent {
+                member: "p-vault-abcde-fghij".into()
+            }]
+        );
+        assert!(agent_switches(&s, false).is_empty());
+    }
 }

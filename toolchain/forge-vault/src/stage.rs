@@ -202,7 +202,7 @@ async fn wait_for_leader(c: &VaultClient) -> Result<(), StageError> {
 async fn missing_steps(
     req: &Request<'_>,
     c: &VaultClient,
-) -> Result<(Vec<Member>, Vec<Step>), StageError> {
+) -> Result<(Vec<Member>, lifecycle::ClusterState, Vec<Step>), StageError> {
     let ms = members(req);
     check_members(req.platform, &ms)?;
     let state = lifecycle::observe(
@@ -215,15 +215,17 @@ async fn missing_steps(
     )
     .await?;
     let steps = lifecycle::steps(req.platform, &state);
-    Ok((ms, steps))
+    Ok((ms, state, steps))
 }
 
 /// `forge plan --stage vault` (`lifecycle = true`) or `--stage vault-config`.
 pub async fn plan(req: &Request<'_>, lifecycle_too: bool) -> Result<Outcome, StageError> {
     let c = client(req)?;
     let mut out = Outcome::default();
+    let mut state = None;
     if lifecycle_too {
-        let (_, steps) = missing_steps(req, &c).await?;
+        let (_, st, steps) = missing_steps(req, &c).await?;
+        state = Some(st);
         out.steps = steps;
         if blocks_config(&out.steps) {
             out.notes
@@ -250,6 +252,10 @@ pub async fn plan(req: &Request<'_>, lifecycle_too: bool) -> Result<Outcome, Sta
         let peers = lifecycle::raft_peers(&c).await?;
         out.steps
             .extend(lifecycle::stale_peers(&members(req), &peers));
+        if let Some(st) = &state {
+            out.steps
+                .extend(lifecycle::agent_switches(st, inp.exoscale.is_some()));
+        }
     }
     out.reads = c.calls().reads();
     out.writes = c.calls().writes();
@@ -281,9 +287,11 @@ pub async fn apply(
 ) -> Result<Outcome, StageError> {
     let c = client(req)?;
     let mut out = Outcome::default();
+    let mut state = None;
     let started = std::time::Instant::now();
     if lifecycle_too {
-        let (ms, steps) = missing_steps(req, &c).await?;
+        let (ms, st, steps) = missing_steps(req, &c).await?;
+        state = Some(st);
         if let Some(Step::Unreachable { member, detail }) = steps
             .iter()
             .find(|s| matches!(s, Step::Unreachable { .. }))
@@ -371,6 +379,19 @@ pub async fn apply(
         for step in lifecycle::stale_peers(&ms, &peers) {
             if let Step::RemovePeer { node_id } = &step {
                 lifecycle::remove_peer(&c, node_id).await?;
+                report(&step.describe());
+            }
+            out.steps.push(step);
+        }
+    }
+    // The agents log in through auth/exoscale, which exists from here on.
+    if let Some(st) = &state {
+        let ms = members(req);
+        for step in lifecycle::agent_switches(st, inp.exoscale.is_some()) {
+            if let Step::SwitchToAgent { member } = &step
+                && let Some(m) = ms.iter().find(|m| m.name == *member)
+            {
+                lifecycle::switch_to_agent(m, &ssh_options(req)).await?;
                 report(&step.describe());
             }
             out.steps.push(step);
