@@ -13,7 +13,7 @@
 //! Every other CA of §5.2 is generated inside Vault with an internal key, including the
 //! kubelet CA, whose key the original made in Terraform: its key must reach the
 //! controller-manager's CSR signer through KV, so it is generated with Vault's `exported`
-//! type and moved into KV in the same step (see `config.rs`), never touching a disk.
+//! type and moved into KV in the same step (see `config/mod.rs`), never touching a disk.
 //!
 //! Keys are ECDSA (P-384 for CAs, P-256 for leaves by default): RSA 4096 keys, the
 //! original's choice, are ten times slower to make and no more secure for this use.
