@@ -382,21 +382,23 @@ pub async fn observe(
     ssh: &SshOptions,
 ) -> Result<ClusterState, StageError> {
     let ca = load_root_ca(secrets)?;
-    let mut out = Vec::new();
-    for m in members {
+    let ca_pem = ca.as_ref().map(|c| c.cert_pem.as_str());
+    // Members are looked at all at once: over SSH each look costs a connection.
+    let looks = members.iter().map(|m| async move {
         let names = m.server_names(p, eip);
-        let tls = tls_state(m, ca.as_ref().map(|c| c.cert_pem.as_str()), &names, ssh).await?;
+        let tls = tls_state(m, ca_pem, &names, ssh).await?;
         let (seal, unreachable) = match client.at(&m.api_addr).seal_status().await {
             Ok(s) => (Some(s), None),
             Err(e) => (None, Some(e.to_string())),
         };
-        out.push(MemberState {
+        Ok::<_, StageError>(MemberState {
             member: m.clone(),
             tls,
             seal,
             unreachable,
-        });
-    }
+        })
+    });
+    let out = futures_util::future::try_join_all(looks).await?;
     let unseal_keys_present = (0..usize::from(p.vault_cluster.key_shares))
         .filter(|i| secrets.exists(&unseal_key_name(*i)))
         .count();
