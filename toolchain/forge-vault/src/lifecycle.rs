@@ -803,7 +803,83 @@ pub async fn raft_peers(c: &VaultClient) -> Result<Vec<(String, bool)>, VaultErr
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+    /// An intermediate signed by `root` (as the Vault ICA), and a leaf it signs valid from
+    /// `from` to `to` (Unix seconds), written to `dir` the way vault-agent renders them.
+    fn agent_files(root: &Ca, dir: &Path, from: i64, to: i64) {
+        let root_key = KeyPair::from_pem(root.key_pem.expose()).unwrap();
+        let root_issuer = Issuer::from_ca_cert_pem(&root.cert_pem, root_key).unwrap();
+        let ica_key = KeyPair::generate().unwrap();
+        let mut ica = CertificateParams::default();
+        ica.distinguished_name = pki::distinguished_name(&Default::default(), "p Vault ICA");
+        ica.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ica_cert = ica.signed_by(&ica_key, &root_issuer).unwrap();
+        let ica_issuer = Issuer::new(ica, ica_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let mut leaf = CertificateParams::new(vec!["p-vault".to_string()]).unwrap();
+        leaf.not_before = time::OffsetDateTime::from_unix_timestamp(from).unwrap();
+        leaf.not_after = time::OffsetDateTime::from_unix_timestamp(to).unwrap();
+        let leaf_cert = leaf.signed_by(&leaf_key, &ica_issuer).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(CA_FILE), ica_cert.pem()).unwrap();
+        std::fs::write(dir.join(CERT_FILE), leaf_cert.pem() + &ica_cert.pem()).unwrap();
+        std::fs::write(dir.join(KEY_FILE), leaf_key.serialize_pem()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn agent_certificates_are_kept_until_they_expire() {
+        let t = tempfile::tempdir().unwrap();
+        let root = pki::generate_root(
+            &Default::default(),
+            "root",
+            time::Duration::days(10),
+            forge_schema::platform::KeyAlgorithm::EcdsaP256,
+        )
+        .unwrap();
+        let m = Member {
+            name: "m".into(),
+            api_addr: "https://127.0.0.1:8200".into(),
+            tls: TlsTarget {
+                dir: t.path().join("tls"),
+                ssh: None,
+                reload: None,
+            },
+            agent_command: None,
+        };
+        let names = ServerNames {
+            common_name: "p-vault".into(),
+            dns: vec!["p-vault".into()],
+            ips: vec![],
+        };
+        let ssh = crate::transport::ssh_options(t.path(), None);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        agent_files(&root, &m.tls.dir, now - 3600, now + 3600);
+        let s = tls_state(&m, Some(&root.cert_pem), &names, &ssh)
+            .await
+            .unwrap();
+        assert_eq!(s, TlsState::AgentManaged);
+        agent_files(&root, &m.tls.dir, now - 7200, now - 60);
+        let s = tls_state(&m, Some(&root.cert_pem), &names, &ssh)
+            .await
+            .unwrap();
+        assert!(matches!(s, TlsState::Renew(r) if r.contains("expired")));
+        // An intermediate the root did not sign is not accepted.
+        let other = pki::generate_root(
+            &Default::default(),
+            "other",
+            time::Duration::days(10),
+            forge_schema::platform::KeyAlgorithm::EcdsaP256,
+        )
+        .unwrap();
+        agent_files(&other, &m.tls.dir, now - 3600, now + 3600);
+        let s = tls_state(&m, Some(&root.cert_pem), &names, &ssh)
+            .await
+            .unwrap();
+        assert!(matches!(s, TlsState::Renew(r) if r.contains("neither")));
+    }
 
     fn state(m: Member, tls: TlsState) -> MemberState {
         MemberState {
