@@ -49,6 +49,19 @@ pub(crate) struct Target {
     pub config: Config,
 }
 
+/// The project's platform.toml, validated.
+pub(crate) fn load_platform(root: &Path) -> Result<Platform> {
+    let platform_path = root.join(PLATFORM_FILE);
+    if !platform_path.is_file() {
+        bail!(
+            "{} not found: describe the platform there (see docs/deploy.md and docs/vault.md; the repository's platform.toml is an example)",
+            platform_path.display()
+        );
+    }
+    Ok(Platform::parse(&read_toml(&platform_path, root)?)
+        .map_err(forge_build::BuildError::Diagnostics)?)
+}
+
 pub(crate) fn read_toml(path: &Path, root: &Path) -> Result<SourceFile> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -64,15 +77,7 @@ impl Target {
     pub fn load(g: &Globals, lock: Option<&Path>) -> Result<Self> {
         let project = g.project()?;
         let root = project.root.clone();
-        let platform_path = root.join(PLATFORM_FILE);
-        if !platform_path.is_file() {
-            bail!(
-                "{} not found: describe the platform there (see docs/deploy.md; the repository's platform.toml is an example)",
-                platform_path.display()
-            );
-        }
-        let platform = Platform::parse(&read_toml(&platform_path, &root)?)
-            .map_err(forge_build::BuildError::Diagnostics)?;
+        let platform = load_platform(&root)?;
         let lock_path = match lock {
             Some(p) => p.to_path_buf(),
             None => project.lockfile_path(),

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, bail};
-use forge_schema::platform::{PLATFORM_FILE, Platform};
+use anyhow::{Context, Result, anyhow};
+use forge_schema::platform::Platform;
 use forge_vault::config::ExoscaleCredentials;
 use forge_vault::lifecycle::Member;
 use forge_vault::stage::{self, Request};
@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::cli::{DeployArgs, PlanArgs, TargetArgs};
 use crate::commands::{Globals, runtime};
-use crate::deploy::{EXIT_CHANGES, ExitWith, read_toml};
+use crate::deploy::{EXIT_CHANGES, ExitWith, load_platform, read_toml};
 use crate::env;
 
 struct Loaded {
@@ -49,15 +49,7 @@ fn secrets_dir(t: &TargetArgs, root: &std::path::Path, p: &Platform) -> Result<P
 fn load(g: &Globals, t: &TargetArgs) -> Result<Loaded> {
     let project = g.project()?;
     let root = project.root.clone();
-    let platform_path = root.join(PLATFORM_FILE);
-    if !platform_path.is_file() {
-        bail!(
-            "{} not found: describe the platform there (see docs/vault.md)",
-            platform_path.display()
-        );
-    }
-    let platform = Platform::parse(&read_toml(&platform_path, &root)?)
-        .map_err(forge_build::BuildError::Diagnostics)?;
+    let platform = load_platform(&root)?;
     if let Some(lock) = &t.lock {
         // The Vault stages use nothing from the lockfile yet, but a lockfile named on the
         // command line must at least be one.

@@ -261,19 +261,14 @@ pub fn desired(inp: &Inputs<'_>) -> Vec<Item> {
     let root_ttl = p.pki.root_ca_hours * HOUR;
     let cert_ttl = p.pki.cert_hours * HOUR;
     let kv_mount = "kv/platform/kubernetes";
-    let pki_mounts: Vec<(&str, &str, u64, String, CaSource)> = vec![
-        (
-            "pki/root",
-            "Platform CA",
-            root_ttl,
-            crate::names::root_ca_cn(p),
-            CaSource::Imported,
-        ),
+    // (mount, description, TTL, CA). A CA is named `<P> <description>`, the root as the
+    // root CA forge made.
+    let pki_mounts: Vec<(&str, &str, u64, CaSource)> = vec![
+        ("pki/root", "Platform CA", root_ttl, CaSource::Imported),
         (
             "pki/platform/vault",
             "Vault ICA",
             ica_ttl,
-            format!("{} Vault ICA", p.name),
             CaSource::Intermediate {
                 parent: "pki/root".into(),
             },
@@ -282,21 +277,18 @@ pub fn desired(inp: &Inputs<'_>) -> Vec<Item> {
             "pki/platform/kubernetes/etcd",
             "Kubernetes Store (etcd) CA",
             ca_ttl,
-            format!("{} Kubernetes Store (etcd) CA", p.name),
             CaSource::Internal,
         ),
         (
             "pki/platform/kubernetes/control-plane",
             "Kubernetes Control-Plane CA",
             ca_ttl,
-            format!("{} Kubernetes Control-Plane CA", p.name),
             CaSource::Internal,
         ),
         (
             "pki/platform/kubernetes/kubelet",
             "Kubernetes Kubelets CA",
             ca_ttl,
-            format!("{} Kubernetes Kubelets CA", p.name),
             CaSource::ExportedTo {
                 kv_path: format!("{kv_mount}/kubelet-pki"),
             },
@@ -305,19 +297,17 @@ pub fn desired(inp: &Inputs<'_>) -> Vec<Item> {
             "pki/platform/kubernetes/aggregation-layer",
             "Kubernetes Aggregation-Layer CA",
             ca_ttl,
-            format!("{} Kubernetes Aggregation-Layer CA", p.name),
             CaSource::Internal,
         ),
         (
             "pki/platform/kubernetes/client",
             "Kubernetes Clients CA",
             ca_ttl,
-            format!("{} Kubernetes Clients CA", p.name),
             CaSource::Internal,
         ),
     ];
     let mut items = Vec::new();
-    for (path, desc, ttl, _, _) in &pki_mounts {
+    for (path, desc, ttl, _) in &pki_mounts {
         items.push(Item::Mount {
             path: (*path).into(),
             kind: "pki".into(),
@@ -336,10 +326,14 @@ pub fn desired(inp: &Inputs<'_>) -> Vec<Item> {
         options: Some(json!({"version": "1"})),
     });
     // The kubelet CA's key goes to KV when the CA is made, so KV comes first.
-    for (path, _, ttl, cn, source) in pki_mounts {
+    for (path, desc, ttl, source) in pki_mounts {
+        let common_name = match source {
+            CaSource::Imported => crate::names::root_ca_cn(p),
+            _ => format!("{} {desc}", p.name),
+        };
         items.push(Item::Ca {
             mount: path.into(),
-            common_name: cn,
+            common_name,
             ttl,
             source,
         });
