@@ -142,7 +142,7 @@ impl Member {
 
     /// The server configuration of spec §5.1 on loopback, plus the declarative audit
     /// device and fast raft timers.
-    fn config(&self) -> PathBuf {
+    pub fn config(&self) -> PathBuf {
         let tls = self.tls_dir();
         let text = format!(
             r#"cluster_name = "{PLATFORM}-vault"
@@ -332,5 +332,17 @@ impl Sshd {
 
     pub fn target(&self) -> String {
         format!("{}@127.0.0.1:{}", self.user, self.port)
+    }
+}
+
+/// Kills the process whose id is in a pid file when dropped (a server a reload command
+/// started, outside the test's own children).
+pub struct PidGuard(pub PathBuf);
+
+impl Drop for PidGuard {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.0) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
     }
 }

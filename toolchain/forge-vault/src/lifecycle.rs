@@ -474,7 +474,12 @@ pub fn steps(p: &Platform, s: &ClusterState) -> Vec<Step> {
 /// Something done, for the report.
 pub type Report<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<(), StageError>
+/// Polls `check` every 250 ms until it says yes, or fails after `timeout`.
+pub async fn wait_until<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+) -> Result<(), StageError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool, VaultError>>,
@@ -550,7 +555,7 @@ pub async fn apply(
                 // The leader answers raft challenges once it is active, a moment after
                 // its unseal (`sys/health` answers 200 only on the active node).
                 let leader = client.at(&l.api_addr);
-                wait_for(
+                wait_until(
                     &format!("{leader} did not become active", leader = l.name),
                     Duration::from_secs(60),
                     || async { leader.read("sys/health").await.map(|_| true) },
@@ -577,7 +582,7 @@ pub async fn apply(
                         Err(e) => return Err(e.into()),
                     }
                 }
-                wait_for(
+                wait_until(
                     &format!("{member} did not see the cluster"),
                     Duration::from_secs(60),
                     || async { Ok(c.seal_status().await?.initialized) },
@@ -711,7 +716,7 @@ async fn unseal(c: &VaultClient, secrets: &SecretsDir, threshold: u8) -> Result<
         }
     }
     // A joining member finishes unsealing in the background.
-    wait_for(
+    wait_until(
         &format!("{} stayed sealed", c.addr()),
         Duration::from_secs(90),
         || async { Ok(!c.seal_status().await?.sealed) },

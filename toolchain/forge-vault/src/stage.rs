@@ -178,24 +178,18 @@ fn blocks_config(steps: &[Step]) -> bool {
 
 /// Waits until the cluster has an active node (after unsealing, raft elects one).
 async fn wait_for_leader(c: &VaultClient) -> Result<(), StageError> {
-    let start = std::time::Instant::now();
-    loop {
-        let leader = c.read("sys/leader").await;
-        if let Ok(Some(v)) = &leader
-            && v.get("leader_address")
-                .and_then(|a| a.as_str())
-                .is_some_and(|a| !a.is_empty())
-        {
-            return Ok(());
-        }
-        if start.elapsed() > std::time::Duration::from_secs(60) {
-            return Err(StageError::Timeout(format!(
-                "{} has no active node after 60 s",
-                c.addr()
-            )));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
+    lifecycle::wait_until(
+        &format!("{} has no active node", c.addr()),
+        std::time::Duration::from_secs(60),
+        || async {
+            Ok(c.read("sys/leader")
+                .await?
+                .and_then(|v| v.get("leader_address").cloned())
+                .and_then(|a| a.as_str().map(|a| !a.is_empty()))
+                .unwrap_or(false))
+        },
+    )
+    .await
 }
 
 /// The members and the lifecycle steps they still need.
@@ -285,63 +279,91 @@ pub async fn apply(
     lifecycle_too: bool,
     report: lifecycle::Report<'_>,
 ) -> Result<Outcome, StageError> {
-    let c = client(req)?;
+    let mut c = client(req)?;
     let mut out = Outcome::default();
     let mut state = None;
     let started = std::time::Instant::now();
+    // Two rounds at most: members whose reload command starts them once their TLS is
+    // there (the cloud's `systemctl enable --now`) are initialised in the same run.
+    let mut round = 0;
     if lifecycle_too {
-        let (ms, st, steps) = missing_steps(req, &c).await?;
-        state = Some(st);
-        if let Some(Step::Unreachable { member, detail }) = steps
-            .iter()
-            .find(|s| matches!(s, Step::Unreachable { .. }))
-            .filter(|_| !steps.iter().any(|s| matches!(s, Step::IssueTls { .. })))
-        {
-            return Err(StageError::Invalid(format!(
-                "{member} does not answer ({detail}); start it and re-run"
-            )));
-        }
-        lifecycle::apply(
-            req.platform,
-            &ms,
-            req.secrets,
-            &c,
-            req.eip,
-            &steps,
-            &ssh_options(req),
-            report,
-        )
-        .await?;
-        let issued_only = !steps.is_empty()
-            && steps.iter().all(|s| {
-                matches!(
-                    s,
-                    Step::IssueTls { .. } | Step::CreateRootCa | Step::Unreachable { .. }
-                )
-            });
-        out.steps = steps;
-        if issued_only
-            && out
-                .steps
+        loop {
+            round += 1;
+            let (ms, st, steps) = missing_steps(req, &c).await?;
+            state = Some(st);
+            if let Some(Step::Unreachable { member, detail }) = steps
                 .iter()
-                .any(|s| matches!(s, Step::Unreachable { .. }))
-        {
-            out.notes.push(
-                "TLS material written; start the Vault servers and re-run to initialise them"
-                    .into(),
-            );
-            out.reads = c.calls().reads();
-            out.writes = c.calls().writes();
-            return Ok(out);
+                .find(|s| matches!(s, Step::Unreachable { .. }))
+                .filter(|_| !steps.iter().any(|s| matches!(s, Step::IssueTls { .. })))
+            {
+                return Err(StageError::Invalid(format!(
+                    "{member} does not answer ({detail}); start it and re-run"
+                )));
+            }
+            lifecycle::apply(
+                req.platform,
+                &ms,
+                req.secrets,
+                &c,
+                req.eip,
+                &steps,
+                &ssh_options(req),
+                report,
+            )
+            .await?;
+            // Trust the root CA, which this round may have made.
+            if req.ca_pem.is_none() {
+                c = c.with_http_of(&client(req)?);
+            }
+            let unreachable_now = |name: &str| {
+                steps
+                    .iter()
+                    .any(|s| matches!(s, Step::Unreachable { member, .. } if member == name))
+            };
+            let issued_now = |name: &str| {
+                steps
+                    .iter()
+                    .any(|s| matches!(s, Step::IssueTls { member, .. } if member == name))
+            };
+            let started_now: Vec<&Member> = ms
+                .iter()
+                .filter(|m| {
+                    m.tls.reload.is_some() && unreachable_now(&m.name) && issued_now(&m.name)
+                })
+                .collect();
+            let issued_only = !steps.is_empty()
+                && steps.iter().all(|s| {
+                    matches!(
+                        s,
+                        Step::IssueTls { .. } | Step::CreateRootCa | Step::Unreachable { .. }
+                    )
+                });
+            let unreachable = steps.iter().any(|s| matches!(s, Step::Unreachable { .. }));
+            out.steps.extend(steps.iter().cloned());
+            if started_now.is_empty() || round == 2 {
+                if issued_only && unreachable {
+                    out.notes.push(
+                        "TLS material written; start the Vault servers and re-run to initialise them"
+                            .into(),
+                    );
+                    out.reads = c.calls().reads();
+                    out.writes = c.calls().writes();
+                    return Ok(out);
+                }
+                break;
+            }
+            for m in started_now {
+                let mc = c.at(&m.api_addr);
+                // A member that does not come up is reported by the next round.
+                let _ = lifecycle::wait_until(
+                    &format!("{} did not start", m.name),
+                    std::time::Duration::from_secs(60),
+                    || async { mc.seal_status().await.map(|_| true) },
+                )
+                .await;
+            }
         }
     }
-    // The client trusts the root CA, which the lifecycle may just have made.
-    let c = if req.ca_pem.is_none() && lifecycle_too {
-        let fresh = client(req)?;
-        c.with_http_of(&fresh)
-    } else {
-        c
-    };
     let Some((tok, source)) = token(req)? else {
         return Err(no_token(req));
     };
