@@ -727,10 +727,11 @@ async fn diff_item(
             }
         }
         Item::Audit => {
+            // Devices under `data` (or, from older servers, at the top level).
             let have = c
-                .read_data("sys/audit")
+                .read("sys/audit")
                 .await?
-                .or(c.read("sys/audit").await?);
+                .map(|v| v.get("data").filter(|d| !d.is_null()).cloned().unwrap_or(v));
             let ok = have.as_ref().and_then(Value::as_object).is_some_and(|m| {
                 m.values().any(|d| {
                     d.get("type").and_then(Value::as_str) == Some("file")
