@@ -35,7 +35,7 @@ pub struct Inventory {
     pub instance_types: BTreeMap<String, String>,
 }
 
-fn api<T>(what: &str, r: Result<T, forge_exoscale::Error>) -> Result<T, DeployError> {
+pub(crate) fn api<T>(what: &str, r: Result<T, forge_exoscale::Error>) -> Result<T, DeployError> {
     r.map_err(|e| DeployError::api(what, e))
 }
 

@@ -191,33 +191,21 @@ pub struct VaultHosts {
 
 /// Finds the running members of `<P>-vault` and the EIP of the base stage.
 pub async fn vault_hosts(client: &Client, p: &Platform) -> Result<VaultHosts, DeployError> {
-    let api = |what: &str| {
-        let what = what.to_string();
-        move |source| DeployError::Api { what, source }
-    };
     let pool_name = format!("{}-vault", p.name);
-    let pools = client
-        .list_instance_pools()
-        .await
-        .map_err(api("list instance pools"))?;
+    let pools = cloud::api("list instance pools", client.list_instance_pools().await)?;
     let Some(pool) = pools.iter().find(|x| x.name == pool_name) else {
         return Ok(VaultHosts::default());
     };
     let ids: std::collections::BTreeSet<&str> =
         pool.instances.iter().map(|i| i.id.as_str()).collect();
-    let mut members: Vec<(String, std::net::IpAddr)> = client
-        .list_instances()
-        .await
-        .map_err(api("list instances"))?
-        .into_iter()
-        .filter(|i| ids.contains(i.id.as_str()))
-        .filter_map(|i| Some((i.name?, i.public_ip?.parse().ok()?)))
-        .collect();
+    let mut members: Vec<(String, std::net::IpAddr)> =
+        cloud::api("list instances", client.list_instances().await)?
+            .into_iter()
+            .filter(|i| ids.contains(i.id.as_str()))
+            .filter_map(|i| Some((i.name?, i.public_ip?.parse().ok()?)))
+            .collect();
     members.sort();
-    let eip = client
-        .list_elastic_ips()
-        .await
-        .map_err(api("list elastic IPs"))?
+    let eip = cloud::api("list elastic IPs", client.list_elastic_ips().await)?
         .into_iter()
         .find(|e| {
             e.labels.get(resource::LABEL_PLATFORM).map(String::as_str) == Some(p.name.as_str())

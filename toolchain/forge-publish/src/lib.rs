@@ -217,20 +217,25 @@ fn zone_client(
 }
 
 /// The template forge registered as `name` from the output `hex`, if it exists in the zone.
+/// The organisation's private templates in `zone`.
+async fn private_templates(client: &Client, zone: &str) -> Result<Vec<Template>, PublishError> {
+    client
+        .list_private_templates()
+        .await
+        .map_err(|source| PublishError::Api {
+            what: format!("listing templates in {zone}"),
+            source,
+        })
+}
+
 async fn find_registered(
     client: &Client,
     zone: &str,
     name: &str,
     hex: &str,
 ) -> Result<Option<Template>, PublishError> {
-    let templates = client
-        .list_private_templates()
-        .await
-        .map_err(|source| PublishError::Api {
-            what: format!("listing templates in {zone}"),
-            source,
-        })?;
-    Ok(templates
+    Ok(private_templates(client, zone)
+        .await?
         .into_iter()
         .find(|t| t.name.as_deref() == Some(name) && t.build.as_deref() == Some(hex)))
 }
@@ -382,13 +387,7 @@ pub async fn prune(
     progress: &dyn Progress,
 ) -> Result<Vec<String>, PublishError> {
     let client = zone_client(config, options, zone)?;
-    let templates = client
-        .list_private_templates()
-        .await
-        .map_err(|source| PublishError::Api {
-            what: format!("listing templates in {zone}"),
-            source,
-        })?;
+    let templates = private_templates(&client, zone).await?;
     let ours = maintainer(&platform.name);
     let prefix = format!("{}-", platform.name);
     let mut deleted = Vec::new();

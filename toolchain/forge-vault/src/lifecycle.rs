@@ -761,14 +761,10 @@ pub fn agent_switches(state: &ClusterState, auth_configured: bool) -> Vec<Step> 
 
 /// Starts a member's agent.
 pub async fn switch_to_agent(m: &Member, ssh: &SshOptions) -> Result<(), StageError> {
-    if let Some(cmd) = &m.agent_command {
-        let t = TlsTarget {
-            reload: Some(cmd.clone()),
-            ..m.tls.clone()
-        };
-        t.reload(ssh).await?;
+    match &m.agent_command {
+        Some(cmd) => m.tls.run(ssh, cmd).await,
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Removes a raft peer (needs a token).

@@ -217,8 +217,10 @@ pub async fn plan(req: &Request<'_>, lifecycle_too: bool) -> Result<Outcome, Sta
     let c = client(req)?;
     let mut out = Outcome::default();
     let mut state = None;
+    let mut seen = Vec::new();
     if lifecycle_too {
-        let (_, st, steps) = missing_steps(req, &c).await?;
+        let (ms, st, steps) = missing_steps(req, &c).await?;
+        seen = ms;
         state = Some(st);
         out.steps = steps;
         if blocks_config(&out.steps) {
@@ -244,8 +246,7 @@ pub async fn plan(req: &Request<'_>, lifecycle_too: bool) -> Result<Outcome, Sta
     out.config = Some(config::plan(&c, &inp).await?);
     if lifecycle_too {
         let peers = lifecycle::raft_peers(&c).await?;
-        out.steps
-            .extend(lifecycle::stale_peers(&members(req), &peers));
+        out.steps.extend(lifecycle::stale_peers(&seen, &peers));
         if let Some(st) = &state {
             out.steps
                 .extend(lifecycle::agent_switches(st, inp.exoscale.is_some()));
@@ -311,8 +312,8 @@ pub async fn apply(
                 report,
             )
             .await?;
-            // Trust the root CA, which this round may have made.
-            if req.ca_pem.is_none() {
+            // Trust the root CA, if this round made it.
+            if req.ca_pem.is_none() && steps.contains(&Step::CreateRootCa) {
                 c = c.with_http_of(&client(req)?);
             }
             let unreachable_now = |name: &str| {

@@ -251,12 +251,17 @@ impl TlsTarget {
         self.sh(opts, &script, bytes).await.map(|_| ())
     }
 
+    /// Runs a shell command on the member's host (as root over SSH).
+    pub async fn run(&self, opts: &SshOptions, cmd: &str) -> Result<(), StageError> {
+        self.sh(opts, cmd, b"").await.map(|_| ())
+    }
+
     /// Runs the reload command, if there is one.
     pub async fn reload(&self, opts: &SshOptions) -> Result<bool, StageError> {
         let Some(cmd) = &self.reload else {
             return Ok(false);
         };
-        self.sh(opts, cmd, b"").await?;
+        self.run(opts, cmd).await?;
         Ok(true)
     }
 }

@@ -78,18 +78,17 @@ fn request<'a>(l: &'a Loaded) -> Result<Request<'a>> {
         ),
         None => None,
     };
-    let exoscale = forge_exoscale::Config::from_env(Some(&l.platform.zone))
-        .ok()
-        .map(|c| ExoscaleCredentials {
-            key: c.credentials.key.clone(),
-            secret: Secret::new(c.credentials.secret()),
-        });
+    let cloud = forge_exoscale::Config::from_env(Some(&l.platform.zone)).ok();
+    let exoscale = cloud.as_ref().map(|c| ExoscaleCredentials {
+        key: c.credentials.key.clone(),
+        secret: Secret::new(c.credentials.secret()),
+    });
     // Without [[vault.member]], the members are the cloud pool's instances.
     let (cloud_members, eip) = if l.platform.vault_cluster.members.is_empty() {
-        match forge_exoscale::Config::from_env(Some(&l.platform.zone)) {
-            Ok(cfg) => {
+        match &cloud {
+            Some(cfg) => {
                 let client = forge_exoscale::Client::for_zone(
-                    &cfg,
+                    cfg,
                     &l.platform.zone,
                     forge_exoscale::ClientOptions::from_env(),
                 )?;
@@ -101,7 +100,7 @@ fn request<'a>(l: &'a Loaded) -> Result<Request<'a>> {
                     .collect();
                 (Some(members), hosts.eip)
             }
-            Err(_) => (None, None),
+            None => (None, None),
         }
     } else {
         (None, None)
