@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::World;
-use common::exoscale::{KEY, SECRET, ZONE, client, emulator, forge_env, rt};
+use common::exoscale::{KEY, SECRET, ZONE, client, emulator, emulator_with_state, forge_env, rt};
 use exoscale_emulator::{Config as EmuConfig, FaultSpec, Running};
 use serde_json::Value;
 
@@ -479,22 +479,43 @@ fn the_repository_platform_toml_plans() {
 
 #[test]
 fn converges_under_injected_faults_without_duplicates() {
-    let w = World::new();
-    // 20 % of requests fail with 5xx or 429 before doing anything, 10 % of operations
-    // fail, and 5 % of answers are cut off after the work was done.
-    let emu = emulator("5xx=0.1,429=0.1,op-fail=0.1,drop=0.05,seed=11", 20);
+    // The setup (a registered template) is made on a fault-free emulator, so every seed
+    // exercises forge, not the test's own setup; the state it saved is then served with
+    // faults: 20 % of requests fail with 5xx or 429 before doing anything, 10 % of
+    // operations fail, and 5 % of answers are cut off after the work was done.
     let files = forge_test_support::http::FileServer::start().unwrap();
-    // The template is registered before faults matter to this test's own setup client,
-    // whose retries cover them.
-    let dir = project(&w, &emu, &files);
-    let out = ok(forge(&w, &emu, &dir).args(["deploy", "--json"]));
-    let report: Value = serde_json::from_str(&out).unwrap();
-    eprintln!("deploy under faults: {report:#}");
-    assert!(report["rounds"].as_u64().unwrap() >= 1);
-    assert_converged(&emu);
-    assert_eq!(plan_exit(&w, &emu, &dir).0, 0);
-    ok(forge(&w, &emu, &dir).args(["destroy", "--yes"]));
-    assert!(inventory(&emu).is_empty(), "{:?}", inventory(&emu));
+    let mut rounds = Vec::new();
+    for seed in 1..=8u64 {
+        let w = World::new();
+        let state = w.path().join("emulator-state.json");
+        let clean = emulator_with_state("", 0, Some(&state));
+        let dir = project(&w, &clean, &files);
+        clean.stop();
+        let emu = emulator_with_state(
+            &format!("5xx=0.1,429=0.1,op-fail=0.1,drop=0.05,seed={seed}"),
+            20,
+            Some(&state),
+        );
+        let o = run(forge(&w, &emu, &dir).args(["deploy", "--json"]));
+        assert!(
+            o.status.success(),
+            "seed {seed}: deploy under faults failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+        rounds.push(report["rounds"].as_u64().unwrap());
+        assert_converged(&emu);
+        assert_eq!(plan_exit(&w, &emu, &dir).0, 0, "seed {seed}");
+        ok(forge(&w, &emu, &dir).args(["destroy", "--yes"]));
+        assert!(
+            inventory(&emu).is_empty(),
+            "seed {seed}: {:?}",
+            inventory(&emu)
+        );
+    }
+    eprintln!("rounds by seed 1..=8: {rounds:?}");
+    // The faults are real: some seeds must have needed more than one round.
+    assert!(rounds.iter().any(|r| *r > 1), "{rounds:?}");
 }
 
 #[test]
@@ -503,20 +524,40 @@ fn kill_9_during_apply_then_rerun_converges() {
     let emu = emulator("", 150);
     let files = forge_test_support::http::FileServer::start().unwrap();
     let dir = project(&w, &emu, &files);
-    for delay_ms in [150u64, 400, 700, 1100, 1600] {
+    // The kills fall inside a deploy's own measured duration, and every round starts
+    // from nothing, so each one interrupts real work.
+    let started = std::time::Instant::now();
+    ok(forge(&w, &emu, &dir).args(["deploy", "-q"]));
+    let full = started.elapsed();
+    ok(forge(&w, &emu, &dir).args(["destroy", "--yes", "-q"]));
+    assert!(inventory(&emu).is_empty());
+    let mut kills = 0;
+    for fraction in [0.15, 0.35, 0.55, 0.8] {
         let mut child = forge(&w, &emu, &dir)
             .args(["deploy", "-q"])
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
+        std::thread::sleep(full.mul_f64(fraction));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+        ok(forge(&w, &emu, &dir).arg("deploy"));
+        assert_converged(&emu);
+        assert_eq!(
+            plan_exit(&w, &emu, &dir).0,
+            0,
+            "after a kill at {fraction} of {full:?}"
+        );
+        ok(forge(&w, &emu, &dir).args(["destroy", "--yes", "-q"]));
+        assert!(inventory(&emu).is_empty(), "{:?}", inventory(&emu));
     }
-    ok(forge(&w, &emu, &dir).arg("deploy"));
-    assert_converged(&emu);
-    assert_eq!(plan_exit(&w, &emu, &dir).0, 0);
-    ok(forge(&w, &emu, &dir).args(["destroy", "--yes"]));
-    assert!(inventory(&emu).is_empty());
+    eprintln!("uninterrupted deploy {full:?}; {kills} of 4 deploys killed mid-way");
+    assert!(
+        kills >= 3,
+        "only {kills} of 4 deploys were killed; the test proves little"
+    );
 }
 
 #[test]

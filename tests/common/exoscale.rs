@@ -13,9 +13,20 @@ pub const ZONE: &str = "ch-gva-2";
 
 /// An emulator with `faults` whose operations stay pending `delay_ms`.
 pub fn emulator(faults: &str, delay_ms: u64) -> Running {
+    emulator_with_state(faults, delay_ms, None)
+}
+
+/// An emulator that loads its state from `state` (if the file exists) and saves every
+/// change to it: what one emulator made, a later one (with other faults) serves.
+pub fn emulator_with_state(
+    faults: &str,
+    delay_ms: u64,
+    state: Option<&std::path::Path>,
+) -> Running {
     let mut c = EmuConfig::new(KEY, SECRET);
     c.operation_delay = Duration::from_millis(delay_ms);
     c.faults = FaultSpec::parse(faults).unwrap();
+    c.state_file = state.map(std::path::Path::to_path_buf);
     exoscale_emulator::spawn(c, "127.0.0.1:0".parse().unwrap()).unwrap()
 }
 
