@@ -10,7 +10,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::World;
-use common::exoscale::{KEY, SECRET, ZONE, client, emulator, emulator_with_state, forge_env, rt};
+use common::exoscale::{
+    KEY, SECRET, ZONE, client, emulator, emulator_with_state, forge_env, inspector, rt,
+};
 use exoscale_emulator::{Config as EmuConfig, FaultSpec, Running};
 use serde_json::Value;
 
@@ -92,7 +94,7 @@ fn ok(c: &mut Command) -> String {
 
 /// Everything of the platform the API shows: (kind, name) pairs, sorted.
 fn inventory(emu: &Running) -> Vec<(String, String)> {
-    let c = client(emu);
+    let c = inspector(emu);
     rt().block_on(async {
         let mut out = Vec::new();
         for g in c.list_security_groups().await.unwrap() {

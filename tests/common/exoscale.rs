@@ -46,6 +46,25 @@ pub fn client(emu: &Running) -> Client {
     Client::new(&cfg, o).unwrap()
 }
 
+/// A client for looking at what forge made: it retries far more than forge does, so a
+/// streak of injected faults (likely somewhere in a thousand seeded rolls) cannot fail the
+/// test's own checks.
+pub fn inspector(emu: &Running) -> Client {
+    let cfg = Config::from_lookup(Some(ZONE), &|n| match n {
+        "EXOSCALE_API_KEY" => Some(KEY.into()),
+        "EXOSCALE_API_SECRET" => Some(SECRET.into()),
+        "EXOSCALE_API_ENDPOINT" => Some(emu.endpoint()),
+        _ => None,
+    })
+    .unwrap();
+    let mut o = ClientOptions::default();
+    o.poll.min_interval = Duration::from_millis(20);
+    o.retry.min_wait = Duration::from_millis(5);
+    o.retry.max_wait = Duration::from_millis(50);
+    o.retry.max_retries = 40;
+    Client::new(&cfg, o).unwrap()
+}
+
 pub fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -435,6 +435,19 @@ async fn delete(client: &Client, c: &Change) -> Result<(), DeployError> {
     }
 }
 
+/// An external source added (or removed) already is the goal reached: a retried call
+/// whose first answer was lost meets 409 "already an external source" (or 404).
+fn source_goal<T>(
+    r: Result<T, forge_exoscale::Error>,
+    reached: u16,
+) -> Result<(), forge_exoscale::Error> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.status() == Some(reached) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn id_of(live: &Mutex<Live>, reference: &Value) -> Result<String, DeployError> {
     let s = reference.as_str().unwrap_or_default();
     let key = s
@@ -610,15 +623,11 @@ async fn create_or_update(
                 .and_then(|v| serde_json::from_value(v.clone()).ok())
                 .unwrap_or_default();
             for cidr in want.iter().filter(|w| !have.contains(w)) {
-                client
-                    .security_group_source(&id, cidr, true)
-                    .await
+                source_goal(client.security_group_source(&id, cidr, true).await, 409)
                     .map_err(err)?;
             }
             for cidr in have.iter().filter(|h| !want.contains(h)) {
-                client
-                    .security_group_source(&id, cidr, false)
-                    .await
+                source_goal(client.security_group_source(&id, cidr, false).await, 404)
                     .map_err(err)?;
             }
         }

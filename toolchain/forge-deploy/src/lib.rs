@@ -113,7 +113,17 @@ pub async fn apply(
     let mut last_errors = Vec::new();
     for round in 1..=opts.max_rounds {
         report.rounds = round;
-        let inv = cloud::read(client, &req.platform.name, base::STAGE).await?;
+        // A read that fails for a passing reason (its retries spent) costs this round,
+        // not the apply.
+        let inv = match cloud::read(client, &req.platform.name, base::STAGE).await {
+            Ok(inv) => inv,
+            Err(e) if transient(&e) && round < opts.max_rounds => {
+                (opts.report)(&format!("! reading what exists: {e}"));
+                last_errors = vec![format!("  reading what exists: {e}")];
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let want = if destroy {
             Vec::new()
         } else {
