@@ -43,7 +43,6 @@ fn project(w: &World, emu: &Running, files: &forge_test_support::http::FileServe
     };
     let template = rt().block_on(c.register_template(&body)).unwrap().id;
     let dir = w.path().join("project");
-    std::fs::create_dir_all(dir.join("recipes")).unwrap();
     std::fs::create_dir_all(dir.join("keys")).unwrap();
     std::fs::write(
         dir.join("keys/operator.pub"),
@@ -434,7 +433,7 @@ fn errors_name_the_input_to_fix() {
     let o = run(forge(&w, &emu, &dir).arg("plan"));
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains(
-        "image `vault` has no template in ch-gva-2: run `forge build images` and `forge publish`"
+        "image `vault` has no template in ch-gva-2 (it has no template in any zone): run `forge build images` and `forge publish`"
     ));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -450,32 +449,120 @@ fn errors_name_the_input_to_fix() {
     );
 }
 
+/// Copies what an operator's deploy checkout holds: platform.toml, the lockfile and
+/// manifests/ (no recipes/, no images/).
+fn deploy_checkout(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for f in ["platform.toml", "lockfile.toml"] {
+        std::fs::copy(from.join(f), to.join(f)).unwrap();
+    }
+    common::copy_dir(&from.join("manifests"), &to.join("manifests"));
+}
+
 #[test]
-fn the_repository_platform_toml_plans() {
+fn a_deploy_checkout_plans_like_the_repository() {
     let w = World::new();
     let emu = emulator("", 0);
-    let dir = w.path().join("example");
-    std::fs::create_dir_all(dir.join("recipes")).unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::copy(repo.join("platform.toml"), dir.join("platform.toml")).unwrap();
-    std::fs::write(
-        dir.join("lockfile.toml"),
-        "version = 1\nsource-date-epoch = 315532800\nbuilder = \"forge/test\"\n",
-    )
-    .unwrap();
-    // The example deploys to de-fra-1; the emulator endpoint serves every zone here.
-    let o = run(forge(&w, &emu, &dir).args(["plan", "--detailed-exitcode"]));
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(2), "{text}");
+    let dir = w.path().join("checkout");
+    deploy_checkout(repo, &dir);
+    assert!(!dir.join("recipes").exists() && !dir.join("images").exists());
+    // The example deploys to de-fra-1; the emulator endpoint serves every zone here. The
+    // repository's lockfile has no template yet, so both plans show it as unknown.
+    let plan_at = |at: &Path, extra: &[&str]| {
+        let o = run(forge(&w, &emu, at)
+            .args(["plan", "--detailed-exitcode"])
+            .args(extra));
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (
+            String::from_utf8(o.stdout).unwrap(),
+            String::from_utf8(o.stderr).unwrap(),
+        )
+    };
+    let (from_repo, warning) = plan_at(repo, &[]);
+    let (from_checkout, _) = plan_at(&dir, &[]);
+    assert_eq!(from_repo, from_checkout);
     assert!(
-        text.contains(
+        from_repo.contains(
             "forge will make these changes (stage base, platform paas-staging, zone de-fra-1)"
         ),
-        "{text}"
+        "{from_repo}"
     );
     assert!(
-        text.contains("+ instance-pool paas-staging-vault (pool-vault)"),
-        "{text}"
+        from_repo.contains("+ instance-pool paas-staging-vault (pool-vault)"),
+        "{from_repo}"
+    );
+    assert!(
+        warning
+            .contains("image `vault` has no template in de-fra-1 (it has no template in any zone)"),
+        "{warning}"
+    );
+    // The same with --json (the lockfile label included), and from a subdirectory.
+    let json_of = |at: &Path| {
+        let o = run(forge(&w, &emu, at).args(["--json", "plan"]));
+        let mut v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v.as_object_mut().unwrap().remove("seconds");
+        v
+    };
+    assert_eq!(json_of(repo), json_of(&dir));
+    assert_eq!(json_of(&dir.join("manifests/vault")), json_of(&dir));
+
+    // `--lock FILE` is that file and no other.
+    std::fs::rename(dir.join("lockfile.toml"), dir.join("pinned.toml")).unwrap();
+    let (with_lock, _) = plan_at(&dir, &["--lock", "pinned.toml"]);
+    assert_eq!(with_lock, from_repo);
+    let o = run(forge(&w, &emu, &dir).args(["plan", "--lock", "missing.toml"]));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("missing.toml does not exist: --lock names a lockfile that is not there"),
+        "{err}"
+    );
+    let o = run(forge(&w, &emu, &dir).arg("plan"));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("lockfile.toml does not exist: a deploy works from the lockfile"),
+        "{err}"
+    );
+    // A build needs the recipes, and says so.
+    let o = run(forge(&w, &emu, &dir).arg("build"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("holds no `recipes/` or `images/`"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn a_lockfile_without_a_template_in_the_zone_says_where_it_has_them() {
+    let w = World::new();
+    let emu = emulator("", 0);
+    let files = forge_test_support::http::FileServer::start().unwrap();
+    let dir = project(&w, &emu, &files);
+    // Moved to another zone: the lockfile's only template is in ch-gva-2.
+    let text = std::fs::read_to_string(dir.join("platform.toml"))
+        .unwrap()
+        .replace(&format!("zone = \"{ZONE}\""), "zone = \"de-fra-1\"");
+    std::fs::write(dir.join("platform.toml"), text).unwrap();
+    let o = run(forge(&w, &emu, &dir).arg("deploy"));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "lockfile.toml: image `vault` has no template in de-fra-1 (it has templates in ch-gva-2 only): run `forge build images` and `forge publish`"
+        ),
+        "{err}"
+    );
+    assert!(
+        inventory(&emu).is_empty(),
+        "a refused deploy changes nothing"
     );
 }
 

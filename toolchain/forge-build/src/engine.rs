@@ -116,7 +116,10 @@ fn store_path_sources(plan: &Plan, store: &Store, names: &[String]) -> Result<()
                     }
                 },
                 PathContent::Directory => {
-                    let tree = steps::directory_tree(abs)?;
+                    let tree = forge_layer::directory_tree(abs).map_err(|e| BuildError::Layer {
+                        recipe: n.clone(),
+                        source: e,
+                    })?;
                     let mut tmp = store.temp_file()?;
                     let (sha, _, _) = tree
                         .write_tar(BufWriter::new(tmp.as_file_mut()), 0)

@@ -12,8 +12,9 @@ use forge_schema::lockfile::{DEFAULT_SOURCE_DATE_EPOCH, LockedRecipe, LockedSour
 use forge_schema::recipe::{ParamValue, Recipe, Source, SourceKind};
 use forge_schema::{Diagnostics, Sha256Digest};
 
+use forge_project::{Header, LockState, Project, RecipesSection};
+
 use crate::BuildError;
-use crate::project::Project;
 
 /// How a path source is stored: a file as is, a directory as a deterministic tar.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,17 +62,16 @@ pub struct Plan {
 }
 
 /// Checks that inputs exist and that the graph has no cycle; returns a topological order.
-pub fn order(project: &Project) -> Result<Vec<String>, BuildError> {
+pub fn order(recipes: &BTreeMap<String, Recipe>) -> Result<Vec<String>, BuildError> {
     let mut errors = Vec::new();
-    for r in project.recipes.values() {
+    for r in recipes.values() {
         for (input, span) in &r.input_spans {
-            if !project.recipes.contains_key(input) {
+            if !recipes.contains_key(input) {
                 let mut e = r.file.error(
                     span.clone(),
                     format!("recipe `{}` needs `{input}`, which does not exist", r.name),
                 );
-                if let Some(best) = did_you_mean(input, project.recipes.keys().map(String::as_str))
-                {
+                if let Some(best) = did_you_mean(input, recipes.keys().map(String::as_str)) {
                     e = e.with_help(format!("did you mean `{best}`?"));
                 } else {
                     e = e.with_help(format!(
@@ -94,7 +94,7 @@ pub fn order(project: &Project) -> Result<Vec<String>, BuildError> {
     }
     let mut marks: BTreeMap<&str, Mark> = BTreeMap::new();
     let mut out = Vec::new();
-    for start in project.recipes.keys() {
+    for start in recipes.keys() {
         if marks.contains_key(start.as_str()) {
             continue;
         }
@@ -102,7 +102,7 @@ pub fn order(project: &Project) -> Result<Vec<String>, BuildError> {
         let mut stack: Vec<(&str, usize)> = vec![(start.as_str(), 0)];
         marks.insert(start, Mark::Grey);
         while let Some((node, i)) = stack.pop() {
-            let inputs = &project.recipes[node].inputs;
+            let inputs = &recipes[node].inputs;
             if i < inputs.len() {
                 stack.push((node, i + 1));
                 let next = inputs[i].as_str();
@@ -116,7 +116,7 @@ pub fn order(project: &Project) -> Result<Vec<String>, BuildError> {
                         let mut cycle: Vec<String> =
                             stack[pos..].iter().map(|(n, _)| n.to_string()).collect();
                         cycle.push(next.to_string());
-                        let first = &project.recipes[cycle[0].as_str()];
+                        let first = &recipes[cycle[0].as_str()];
                         let span = first.input_spans.get(&cycle[1]).cloned().unwrap_or(0..0);
                         let e = first
                             .file
@@ -212,7 +212,10 @@ fn hash_path_source(
         ));
     }
     if meta.is_dir() {
-        let sha = crate::steps::directory_digest(&canon)?;
+        let sha = forge_layer::directory_digest(&canon).map_err(|e| BuildError::Layer {
+            recipe: r.name.clone(),
+            source: e,
+        })?;
         Ok((sha, canon, PathContent::Directory))
     } else {
         let (sha, _) = forge_store::fsutil::hash_file(&canon).map_err(|source| BuildError::Io {
@@ -262,15 +265,19 @@ fn locked_source(s: &ResolvedSource) -> LockedSource {
 impl Plan {
     /// Resolves the whole project. `source_date_epoch` defaults to the lockfile's, else to
     /// [`DEFAULT_SOURCE_DATE_EPOCH`].
-    pub fn resolve(project: &Project, source_date_epoch: Option<u64>) -> Result<Plan, BuildError> {
-        let order = order(project)?;
+    pub fn resolve<S: LockState>(
+        project: &Project<S>,
+        source_date_epoch: Option<u64>,
+    ) -> Result<Plan, BuildError> {
+        let all = &project.definitions()?.recipes;
+        let order = order(all)?;
         let sde = source_date_epoch
-            .or_else(|| project.lockfile.as_ref().map(|l| l.source_date_epoch))
+            .or_else(|| project.current_lockfile().map(|l| l.source_date_epoch))
             .unwrap_or(DEFAULT_SOURCE_DATE_EPOCH);
         let mut recipes: BTreeMap<String, ResolvedRecipe> = BTreeMap::new();
         let mut errors = Vec::new();
         for name in &order {
-            let r = &project.recipes[name];
+            let r = &all[name];
             let parameters = match r.resolve_parameters(&BTreeMap::new()) {
                 Ok(p) => p,
                 Err(msg) => {
@@ -297,7 +304,7 @@ impl Plan {
                         sha256: pinned,
                     } => {
                         let (sha, abs, content) =
-                            match hash_path_source(&project.root, r, s, path.as_str()) {
+                            match hash_path_source(project.root(), r, s, path.as_str()) {
                                 Ok(v) => v,
                                 Err(BuildError::Diagnostics(d)) => {
                                     errors.extend(d.errors);
@@ -363,7 +370,7 @@ impl Plan {
             return Err(BuildError::Diagnostics(Diagnostics::from(errors)));
         }
         Ok(Plan {
-            root: project.root.clone(),
+            root: project.root().to_path_buf(),
             source_date_epoch: sde,
             builder: BUILDER_VERSION.to_string(),
             recipes,
@@ -416,5 +423,31 @@ impl Plan {
     /// An empty lockfile with this plan's settings.
     pub fn empty_lockfile(&self) -> Lockfile {
         Lockfile::new(self.source_date_epoch, &self.builder)
+    }
+
+    /// The settings every output of this plan depends on, for the lockfile's header.
+    pub fn header(&self) -> Header {
+        Header {
+            source_date_epoch: self.source_date_epoch,
+            builder: self.builder.clone(),
+        }
+    }
+
+    /// The lockfile's recipe section: an entry for every recipe, with the layer of those
+    /// in `built`. With `update`, only those recipes and what depends on them change
+    /// (`forge lock --update`).
+    pub fn recipes_section(
+        &self,
+        built: &BTreeMap<String, forge_store::OutputRecord>,
+        update: Option<&[String]>,
+    ) -> RecipesSection {
+        RecipesSection {
+            entries: self
+                .order
+                .iter()
+                .filter_map(|n| Some((n.clone(), self.locked_entry(n, built.get(n))?)))
+                .collect(),
+            scope: update.map(|u| dependents(self, u)),
+        }
     }
 }

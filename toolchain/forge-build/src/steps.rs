@@ -14,35 +14,10 @@ use forge_archive::{Limits, resolve_in_root};
 use forge_layer::{FileData, Kind, LayerTree, Node};
 use forge_schema::paths::ImagePath;
 use forge_schema::recipe::{Action, Content, SYSUSERS_DIR, SourceKind, Step, UNIT_DIR, Unpack};
-use forge_schema::{Hasher, Sha256Digest};
 use forge_store::Store;
 
 use crate::BuildError;
 use crate::plan::{PathContent, Plan, ResolvedRecipe};
-
-/// The deterministic tar encoding of a directory, used to hash and store directory path
-/// sources: entries sorted, times zero, owners zero, modes normalised.
-pub fn directory_tree(dir: &Path) -> Result<LayerTree, BuildError> {
-    let mut tree = LayerTree::new();
-    tree.add_host_tree(dir, None, 0, 0, "directory source")
-        .map_err(|e| BuildError::Layer {
-            recipe: dir.display().to_string(),
-            source: e,
-        })?;
-    Ok(tree)
-}
-
-/// SHA-256 of a directory's deterministic tar encoding.
-pub fn directory_digest(dir: &Path) -> Result<Sha256Digest, BuildError> {
-    let mut hasher = Hasher::new();
-    let (sha, _, _) = directory_tree(dir)?
-        .write_tar(&mut hasher, 0)
-        .map_err(|e| BuildError::Layer {
-            recipe: dir.display().to_string(),
-            source: e,
-        })?;
-    Ok(sha)
-}
 
 /// Where a step reads a source from.
 enum Materialised {

@@ -5,6 +5,9 @@ pub enum DeployError {
     /// Bad or missing input (platform.toml, lockfile, SSH key): fix and re-run.
     #[error("{0}")]
     Input(String),
+    /// The project (platform.toml, the lockfile) is missing something.
+    #[error(transparent)]
+    Project(#[from] forge_project::ProjectError),
     #[error("{what}: {source}")]
     Api {
         what: String,

@@ -15,6 +15,7 @@ pub mod resource;
 use std::collections::BTreeMap;
 
 use forge_exoscale::Client;
+use forge_project::{Locked, Project};
 use forge_schema::platform::Platform;
 
 pub use cloud::Reporter;
@@ -29,6 +30,62 @@ pub struct BaseRequest {
     pub vault_template: Option<String>,
     pub ssh_public_key: Option<String>,
     pub lockfile_label: String,
+}
+
+/// What a request is for: a plan works before `forge publish` (the template shows as
+/// unknown), a deploy needs the template, a destroy needs neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Plan,
+    Deploy,
+    Destroy,
+}
+
+impl BaseRequest {
+    /// The base stage's inputs from a locked project: platform.toml, the Vault template of
+    /// the platform's zone and the operator's SSH key. For a plan without a template, the
+    /// second value says why the template is unknown.
+    pub fn from_project(
+        project: &Project<Locked>,
+        purpose: Purpose,
+    ) -> Result<(Self, Option<String>), DeployError> {
+        let p = project.platform()?;
+        let template = || {
+            project
+                .template(&p.vault.image, &p.zone)
+                .map(|t| t.id.clone())
+        };
+        let (vault_template, warning) = match purpose {
+            Purpose::Destroy => (None, None),
+            Purpose::Deploy => (Some(template()?), None),
+            Purpose::Plan => match template() {
+                Ok(t) => (Some(t), None),
+                Err(e) => (
+                    None,
+                    Some(format!("{e}; the plan shows the template as unknown")),
+                ),
+            },
+        };
+        let ssh_public_key = match &p.ssh_public_key {
+            Some(rel) => {
+                let path = project.root().join(rel);
+                Some(std::fs::read_to_string(&path).map_err(|e| {
+                    DeployError::Input(format!(
+                        "cannot read the SSH public key {} (platform.toml ssh-public-key): {e}",
+                        path.display()
+                    ))
+                })?)
+            }
+            None => None,
+        };
+        let request = BaseRequest {
+            platform: p.clone(),
+            vault_template,
+            ssh_public_key,
+            lockfile_label: project.lockfile_label(),
+        };
+        Ok((request, warning))
+    }
 }
 
 fn desired(
@@ -187,7 +244,7 @@ fn transient(e: &DeployError) -> bool {
         }
         // A dependency that failed in this round is created in the next.
         DeployError::Input(m) => m.contains("does not exist yet"),
-        DeployError::NotConverged { .. } => false,
+        DeployError::NotConverged { .. } | DeployError::Project(_) => false,
     }
 }
 

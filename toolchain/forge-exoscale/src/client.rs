@@ -95,7 +95,7 @@ impl PollPolicy {
     }
 }
 
-/// Options that tune the client; `from_env` reads the test knobs
+/// Options that tune the client; `from_lookup` reads the test knobs
 /// `FORGE_EXOSCALE_RETRY_MIN_MS` and `FORGE_EXOSCALE_POLL_MIN_MS` (for emulators, whose
 /// operations finish in milliseconds).
 #[derive(Debug, Clone, Default)]
@@ -105,11 +105,10 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
-    pub fn from_env() -> Self {
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Self {
         let mut o = Self::default();
         let ms = |n: &str| {
-            std::env::var(n)
-                .ok()
+            get(n)
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(Duration::from_millis)
         };

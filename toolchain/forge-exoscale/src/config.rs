@@ -1,4 +1,5 @@
-//! Credentials and endpoints, read from the environment as the official CLI reads them.
+//! Credentials and endpoints, from the variables the official CLI reads (through a lookup
+//! the caller gives: forge's CLI reads the environment in one place).
 
 use std::fmt;
 
@@ -58,6 +59,21 @@ pub enum ConfigError {
     MissingSecret,
 }
 
+/// Every variable [`Config::from_lookup`] and [`crate::ClientOptions::from_lookup`] read.
+pub const ENV_VARS: &[&str] = &[
+    "EXOSCALE_API_KEY",
+    "EXOSCALE_KEY",
+    "EXOSCALE_API_SECRET",
+    "EXOSCALE_SECRET",
+    "EXOSCALE_SECRET_KEY",
+    "EXOSCALE_ZONE",
+    "EXOSCALE_API_ENDPOINT",
+    "EXOSCALE_SOS_ENDPOINT",
+    "EXOSCALE_STORAGE_API_ENDPOINT",
+    "FORGE_EXOSCALE_RETRY_MIN_MS",
+    "FORGE_EXOSCALE_POLL_MIN_MS",
+];
+
 fn first_env(names: &[&str], get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     names.iter().find_map(|n| get(n).filter(|v| !v.is_empty()))
 }
@@ -65,12 +81,9 @@ fn first_env(names: &[&str], get: &dyn Fn(&str) -> Option<String>) -> Option<Str
 impl Config {
     /// Reads `EXOSCALE_API_KEY` (or `EXOSCALE_KEY`), `EXOSCALE_API_SECRET` (or
     /// `EXOSCALE_SECRET`, `EXOSCALE_SECRET_KEY`), `EXOSCALE_ZONE`, `EXOSCALE_API_ENDPOINT`,
-    /// `EXOSCALE_SOS_ENDPOINT` (or `EXOSCALE_STORAGE_API_ENDPOINT`). `zone` (from
-    /// platform.toml) is used when `EXOSCALE_ZONE` is unset.
-    pub fn from_env(zone: Option<&str>) -> Result<Self, ConfigError> {
-        Self::from_lookup(zone, &|n| std::env::var(n).ok())
-    }
-
+    /// `EXOSCALE_SOS_ENDPOINT` (or `EXOSCALE_STORAGE_API_ENDPOINT`) through `get` (every
+    /// name is in [`ENV_VARS`]). `zone` (from platform.toml) is used when `EXOSCALE_ZONE`
+    /// is unset.
     pub fn from_lookup(
         zone: Option<&str>,
         get: &dyn Fn(&str) -> Option<String>,

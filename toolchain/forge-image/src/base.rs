@@ -16,6 +16,7 @@ use forge_schema::lockfile::LockedDeb;
 use forge_store::Store;
 
 use crate::ImageError;
+use crate::tools::ToolEnv;
 
 /// The default keyring for Debian's archive.
 pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -178,8 +179,9 @@ pub fn install(
     store: &Store,
     work: &Path,
     out: &Path,
-    sde: u64,
+    env: &ToolEnv,
 ) -> Result<(), ImageError> {
+    let sde = env.sde;
     let repo_dir = work.join("repo");
     let repo_debs: Vec<RepoDeb> = debs
         .iter()
@@ -210,10 +212,7 @@ pub fn install(
     let mut c = Command::new("sh");
     c.args(["-c", "umask 022 && exec \"$@\"", "sh", "unshare"]);
     c.env_clear()
-        .env(
-            "PATH",
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
-        )
+        .env("PATH", &env.path)
         .env("LC_ALL", "C.UTF-8")
         .env("TZ", "UTC")
         .env("SOURCE_DATE_EPOCH", sde.to_string())

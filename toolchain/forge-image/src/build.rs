@@ -21,6 +21,7 @@ use crate::ImageError;
 use crate::compose::Rootfs;
 use crate::disk::{self, Layout};
 use crate::plan::{Ids, image_hash};
+use crate::tools::ToolEnv;
 use crate::{base, settings};
 
 /// One phase's time and what it made.
@@ -252,6 +253,7 @@ pub fn build_image(
     plan: &Plan,
     store: &Store,
     jobs: usize,
+    tool_path: &std::ffi::OsStr,
     observer: &dyn Observer,
 ) -> Result<ImageOutcome, ImageError> {
     let started = Instant::now();
@@ -275,6 +277,10 @@ pub fn build_image(
     }
     observer.started(&format!("image:{name}"), "");
     let sde = plan.source_date_epoch;
+    let env = ToolEnv {
+        sde,
+        path: tool_path.to_os_string(),
+    };
     let workers = u32::try_from(jobs.max(1)).unwrap_or(1);
     let work = store.temp_dir()?;
     let work = work.path();
@@ -306,7 +312,7 @@ pub fn build_image(
             store,
             work,
             &base_tar,
-            sde,
+            &env,
         )?;
         let (zst, tar_sha, tar_size) = store_compressed(store, &base_tar, workers)?;
         store.commit_record(&BaseRecord {
@@ -358,7 +364,7 @@ pub fn build_image(
     let layout = Layout::of(&inputs.image);
     let root_img = work.join("root.img");
     timed(observer, &mut phases, &subject, "filesystem", || {
-        disk::make_root(&rootfs_tar, &root_img, &layout, &ids, sde, work)?;
+        disk::make_root(&rootfs_tar, &root_img, &layout, &ids, &env, work)?;
         Ok(((), format!("ext4, {}", mib(layout.root_size))))
     })?;
 
@@ -370,7 +376,7 @@ pub fn build_image(
             initrd: std::mem::take(&mut initrd),
             cmdline: settings::kernel_cmdline(&inputs.image, &ids),
         };
-        disk::make_esp(&inputs.image, &esp, &boot, &layout, &ids, sde, work)?;
+        disk::make_esp(&inputs.image, &esp, &boot, &layout, &ids, &env, work)?;
         disk::assemble(&inputs.image, &raw, &esp, &root_img, &layout, &ids)?;
         let modes: Vec<&str> = inputs.image.disk.boot.iter().map(|b| b.as_str()).collect();
         Ok((
@@ -386,7 +392,7 @@ pub fn build_image(
 
     let record = timed(observer, &mut phases, &subject, "convert", || {
         let out = work.join("image.out");
-        disk::convert(&inputs.image, &raw, &out, sde)?;
+        disk::convert(&inputs.image, &raw, &out, &env)?;
         let (sha, size) = forge_store::fsutil::hash_file(&out).map_err(io_err(&out))?;
         store.commit_tmp_path(&out, &sha)?;
         let record = ImageRecord {

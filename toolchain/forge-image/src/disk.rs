@@ -15,6 +15,7 @@ use crate::ImageError;
 use crate::gpt::{self, Guid, Partition};
 use crate::plan::Ids;
 use crate::tools;
+use crate::tools::ToolEnv;
 
 const MIB: u64 = 1 << 20;
 
@@ -48,16 +49,13 @@ impl Layout {
 }
 
 /// A command with a fixed environment.
-fn tool(program: &str, sde: u64) -> Command {
+fn tool(program: &str, env: &ToolEnv) -> Command {
     let mut c = Command::new(program);
     c.env_clear()
-        .env(
-            "PATH",
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
-        )
+        .env("PATH", &env.path)
         .env("LC_ALL", "C")
         .env("TZ", "UTC")
-        .env("SOURCE_DATE_EPOCH", sde.to_string())
+        .env("SOURCE_DATE_EPOCH", env.sde.to_string())
         // mtools: never ask, never look at ~/.mtoolsrc.
         .env("MTOOLS_SKIP_CHECK", "1")
         .env("MTOOLSRC", "/dev/null");
@@ -91,7 +89,7 @@ pub fn make_root(
     out: &Path,
     layout: &Layout,
     ids: &Ids,
-    sde: u64,
+    env: &ToolEnv,
     work: &Path,
 ) -> Result<(), ImageError> {
     let conf = work.join("mke2fs.conf");
@@ -99,7 +97,7 @@ pub fn make_root(
         path: conf.clone(),
         source,
     })?;
-    let mut c = tool("mke2fs", sde);
+    let mut c = tool("mke2fs", env);
     // libarchive needs a UTF-8 locale for non-ASCII file names in the tar.
     c.env("LC_ALL", "C.UTF-8")
         .env("MKE2FS_CONFIG", &conf)
@@ -164,9 +162,10 @@ pub fn make_esp(
     boot: &BootFiles,
     layout: &Layout,
     ids: &Ids,
-    sde: u64,
+    env: &ToolEnv,
     work: &Path,
 ) -> Result<(), ImageError> {
+    let sde = env.sde;
     let stage = work.join("esp");
     let mut files: Vec<(&str, Vec<u8>)> = vec![
         ("debian/vmlinuz", boot.kernel.clone()),
@@ -206,7 +205,7 @@ pub fn make_esp(
         write_file(&stage.join(name), bytes, sde)?;
     }
     let _ = fs::remove_file(out);
-    let mut c = tool("mkfs.fat", sde);
+    let mut c = tool("mkfs.fat", env);
     // `--invariant` first: it resets the volume id, which `-i` then sets.
     c.args([
         "--invariant",
@@ -238,11 +237,11 @@ pub fn make_esp(
         }
     }
     dirs.sort_by_key(|d| d.len());
-    let mut c = tool("mmd", sde);
+    let mut c = tool("mmd", env);
     c.arg("-i").arg(out).args(&dirs);
     run(c, "mmd (ESP directories)")?;
     for (name, _) in &files {
-        let mut c = tool("mcopy", sde);
+        let mut c = tool("mcopy", env);
         c.arg("-m")
             .arg("-i")
             .arg(out)
@@ -251,7 +250,7 @@ pub fn make_esp(
         run(c, "mcopy (ESP files)")?;
     }
     if image.disk.boot.contains(&BootMode::Bios) {
-        let mut c = tool("syslinux", sde);
+        let mut c = tool("syslinux", env);
         c.args(["--install", "--directory", "/syslinux"]).arg(out);
         run(c, "syslinux (BIOS boot loader)")?;
     }
@@ -354,14 +353,14 @@ pub fn assemble(
 
 /// The output file: the raw disk moved, or converted to qcow2 by `qemu-img` (in-order
 /// writes, so the result is deterministic).
-pub fn convert(image: &Image, raw: &Path, out: &Path, sde: u64) -> Result<(), ImageError> {
+pub fn convert(image: &Image, raw: &Path, out: &Path, env: &ToolEnv) -> Result<(), ImageError> {
     match image.output.format {
         Format::Raw => fs::rename(raw, out).map_err(|source| ImageError::Io {
             path: out.to_path_buf(),
             source,
         }),
         Format::Qcow2 => {
-            let mut c = tool("qemu-img", sde);
+            let mut c = tool("qemu-img", env);
             c.args([
                 "convert",
                 "-f",

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use forge_build::engine::{self, BuildSettings, Observer};
 use forge_build::plan::Plan;
 use forge_fetch::Fetcher;
+use forge_project::ImagesSection;
 use forge_schema::image::Image;
 use forge_schema::lockfile::{LockedDeb, LockedImage, Lockfile};
 use forge_store::Store;
@@ -38,6 +39,8 @@ pub struct ImageOptions {
     pub mirror: Option<String>,
     pub keyring: PathBuf,
     pub resolve: Resolve,
+    /// The PATH the image tools run with.
+    pub tool_path: std::ffi::OsString,
 }
 
 /// What the image stage produced, and the lockfile parts that go with it.
@@ -59,21 +62,14 @@ impl ImagesResult {
         self.entries.insert(entry.name.clone(), entry);
     }
 
-    /// Puts the image entries, the .debs they use and the tool versions into `lock`.
-    /// Images that no longer exist leave it; others not built this time keep their entries.
-    pub fn apply(&self, lock: &mut Lockfile, existing: &[String]) {
-        lock.images.retain(|name, _| existing.contains(name));
-        for (name, entry) in &self.entries {
-            lock.images.insert(name.clone(), entry.clone());
-        }
-        for (k, d) in &self.debs {
-            lock.debs.insert(k.clone(), d.clone());
-        }
-        let used: std::collections::BTreeSet<&String> =
-            lock.images.values().flat_map(|i| i.debs.iter()).collect();
-        lock.debs.retain(|k, _| used.contains(k));
-        if !self.tools.is_empty() {
-            lock.tools = self.tools.clone();
+    /// The lockfile's image section for a project that defines `defined`: the entries
+    /// and .debs of the images resolved or built now, and the tool versions.
+    pub fn section(&self, defined: impl IntoIterator<Item = String>) -> ImagesSection {
+        ImagesSection {
+            defined: defined.into_iter().collect(),
+            entries: self.entries.clone(),
+            debs: self.debs.clone(),
+            tools: self.tools.clone(),
         }
     }
 }
@@ -200,7 +196,8 @@ pub async fn resolve_inputs(
 }
 
 /// The lockfile entries of `images` without building them: package sets, tool versions and
-/// image hashes. An image whose hash is unchanged keeps its recorded output.
+/// image hashes (an image whose hash is unchanged keeps its recorded output: the lockfile
+/// writer decides that).
 pub async fn lock_images(
     plan: &Arc<Plan>,
     images: &[&Image],
@@ -216,14 +213,7 @@ pub async fn lock_images(
         ..ImagesResult::default()
     };
     for i in inputs {
-        let mut entry = i.locked.clone();
-        if let Some(prev) = lock.images.get(&entry.name)
-            && prev.hash == entry.hash
-        {
-            entry.output_sha256 = prev.output_sha256;
-            entry.output_size = prev.output_size;
-        }
-        result.record(entry, &i.debs);
+        result.record(i.locked.clone(), &i.debs);
     }
     Ok(result)
 }
@@ -290,17 +280,18 @@ pub async fn build_images(
     let limit = Arc::new(tokio::sync::Semaphore::new(options.build.jobs.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (index, i) in inputs.into_iter().enumerate() {
-        let (p, s, o, jobs, limit) = (
+        let (p, s, o, jobs, limit, path) = (
             plan.clone(),
             store.clone(),
             observer.clone(),
             options.build.jobs,
             limit.clone(),
+            options.tool_path.clone(),
         );
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
             tokio::task::spawn_blocking(move || {
-                (index, build_image(&i, &p, &s, jobs, o.as_ref()), i)
+                (index, build_image(&i, &p, &s, jobs, &path, o.as_ref()), i)
             })
             .await
         });

@@ -156,3 +156,12 @@ mod tests {
         assert!(!at_least("1.47.0", &[1, 47, 1]));
     }
 }
+
+/// The fixed environment the image tools run in: SOURCE_DATE_EPOCH from the lockfile and
+/// the PATH forge was started with (given by the CLI, which reads the environment), and
+/// nothing else of the caller's environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolEnv {
+    pub sde: u64,
+    pub path: std::ffi::OsString,
+}

@@ -65,6 +65,10 @@ pub struct VmOptions {
     /// Stop with success at the first console line matching this.
     pub expect: Option<regex::Regex>,
     pub timeout: Option<Duration>,
+    /// Where to look for QEMU (the caller's PATH).
+    pub search_path: std::ffi::OsString,
+    /// Where the NoCloud seed is made (the caller's TMPDIR, else `/tmp`).
+    pub temp_dir: PathBuf,
 }
 
 /// How a run ended.
@@ -137,14 +141,12 @@ fn make_seed(dir: &Path, user_data: &[u8], name: &str) -> Result<PathBuf, ImageE
     Ok(seed)
 }
 
-/// Whether `program` is an executable in one of `PATH`'s directories.
-fn in_path(program: &str) -> bool {
+/// Whether `program` is an executable in one of the directories of `paths` (a PATH).
+fn in_path(program: &str, paths: &std::ffi::OsStr) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| {
-            std::fs::metadata(d.join(program))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+    std::env::split_paths(paths).any(|d| {
+        std::fs::metadata(d.join(program))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     })
 }
 
@@ -153,7 +155,7 @@ fn qemu_command(o: &VmOptions, seed: Option<&Path>) -> Command {
     // no destructor): util-linux's `setpriv --pdeathsig` (util-linux is Essential in
     // Debian) makes the kernel kill QEMU when forge goes. std's Command could only do this
     // with an unsafe `pre_exec`, which this workspace denies.
-    let mut c = if in_path("setpriv") {
+    let mut c = if in_path("setpriv", &o.search_path) {
         let mut c = Command::new("setpriv");
         c.args(["--pdeathsig", "KILL", "--", "qemu-system-x86_64"]);
         c
@@ -229,15 +231,15 @@ impl Drop for Kill {
 
 /// Boots the machine. Console lines go to `console` as they come.
 pub fn run(o: &VmOptions, console: &mut dyn Write) -> Result<VmExit, ImageError> {
-    let dir = tempfile::tempdir().map_err(|source| ImageError::Io {
-        path: std::env::temp_dir(),
+    let dir = tempfile::tempdir_in(&o.temp_dir).map_err(|source| ImageError::Io {
+        path: o.temp_dir.clone(),
         source,
     })?;
     let seed = match &o.user_data {
         Some(ud) => Some(make_seed(dir.path(), ud, &o.name)?),
         None => None,
     };
-    if !in_path("qemu-system-x86_64") {
+    if !in_path("qemu-system-x86_64", &o.search_path) {
         return Err(ImageError::Tool(
             "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)".into(),
         ));

@@ -18,6 +18,9 @@
 //! and neither is under our control for determinism.
 
 pub mod diff;
+mod directory;
+
+pub use directory::{directory_digest, directory_tree};
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -16,6 +16,22 @@ pub const IO_BUFFER: usize = 1 << 20;
 /// `mode` sets the permission bits explicitly, independent of the umask (e.g. 0o600 for
 /// secrets); `None` keeps the default of a new file.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
+    write_atomic_with(path, mode, |f| f.write_all(bytes))
+}
+
+/// Copies file `src` to `dest` atomically (as [`write_atomic`]).
+pub fn copy_atomic(src: &Path, dest: &Path, mode: Option<u32>) -> io::Result<()> {
+    let mut from = File::open(src)?;
+    write_atomic_with(dest, mode, |f| io::copy(&mut from, f).map(|_| ()))
+}
+
+/// Fills a temporary file beside `path` with `fill`, then fsyncs and renames it over
+/// `path` and fsyncs the directory.
+fn write_atomic_with(
+    path: &Path,
+    mode: Option<u32>,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -34,7 +50,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<
         builder.permissions(fs::Permissions::from_mode(mode.unwrap_or(0o666)));
     }
     let mut tmp = builder.tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
+    fill(tmp.as_file_mut())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir)
@@ -94,6 +110,28 @@ mod tests {
         );
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1);
+    }
+
+    #[test]
+    fn atomic_copy_leaves_the_old_file_when_the_source_is_missing() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dest) = (dir.path().join("src"), dir.path().join("dest"));
+        fs::write(&src, b"new").unwrap();
+        fs::write(&dest, b"old").unwrap();
+        copy_atomic(&src, &dest, Some(0o644)).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"new");
+        assert_eq!(
+            fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert!(copy_atomic(&dir.path().join("missing"), &dest, None).is_err());
+        assert_eq!(fs::read(&dest).unwrap(), b"new");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "no temp file left"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Command-line arguments (clap derive). Parsing only: `commands` resolves them against the
-//! environment and calls the stages.
+//! Command-line arguments (clap derive). Parsing only: `settings` resolves them against
+//! the environment and platform.toml, and `commands` calls the stages.
 
 use std::path::PathBuf;
 
@@ -15,7 +15,8 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "forge", version, about, after_help = EXIT_CODES, propagate_version = true)]
 pub struct Cli {
-    /// Run as if started in DIR (the project is the nearest ancestor holding `recipes/`).
+    /// Run as if started in DIR (the project is the nearest ancestor holding `recipes/`,
+    /// `platform.toml` or `lockfile.toml`).
     #[arg(short = 'C', global = true, value_name = "DIR")]
     pub directory: Option<PathBuf>,
 
@@ -108,11 +109,20 @@ impl StageArg {
             StageArg::VaultConfig => Some(false),
         }
     }
+
+    /// The name of a Vault stage (`with_lifecycle` as [`StageArg::vault`] gives it).
+    pub fn vault_name(with_lifecycle: bool) -> &'static str {
+        if with_lifecycle {
+            "vault"
+        } else {
+            "vault-config"
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct TargetArgs {
-    /// The lockfile to deploy from [default: the project's lockfile.toml].
+    /// The lockfile to deploy from, and no other [default: the project's lockfile.toml].
     #[arg(long, value_name = "FILE")]
     pub lock: Option<PathBuf>,
     /// The stage to work on.

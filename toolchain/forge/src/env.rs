@@ -1,5 +1,10 @@
-//! Every environment variable forge reads, in one registry. `docs/environment.md` is
-//! generated from it (a test keeps the two in step).
+//! Every environment variable forge reads, in one registry, and the one place that reads
+//! the process environment ([`Env::from_process`]). `docs/environment.md` is generated from
+//! the registry (a test keeps the two in step, and another that no other file reads the
+//! environment).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 
 /// One environment variable.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +31,9 @@ pub const VAULT_ADDR: &str = "VAULT_ADDR";
 pub const FORGE_SSH_IDENTITY: &str = "FORGE_SSH_IDENTITY";
 pub const VAULT_CACERT: &str = "VAULT_CACERT";
 pub const VAULT_TOKEN: &str = "VAULT_TOKEN";
+pub const EXOSCALE_ZONE: &str = "EXOSCALE_ZONE";
+pub const PATH: &str = "PATH";
+pub const TMPDIR: &str = "TMPDIR";
 
 /// The registry.
 pub const ALL: &[EnvVar] = &[
@@ -39,7 +47,7 @@ pub const ALL: &[EnvVar] = &[
     },
     EnvVar {
         name: FORGE_JOBS,
-        description: "Default for `-j/--jobs`: recipes built at once. Default: the number of CPUs.",
+        description: "Default for `-j/--jobs` of `build`, `lock` and `fetch`: recipes built at once. Default: the number of CPUs.",
     },
     EnvVar {
         name: FORGE_DEBIAN_MIRROR,
@@ -71,7 +79,7 @@ pub const ALL: &[EnvVar] = &[
     },
     EnvVar {
         name: HOME,
-        description: "Used for the default store when `XDG_CACHE_HOME` is unset.",
+        description: "Used for the default store and secrets directory when the XDG variables are unset.",
     },
     EnvVar {
         name: XDG_DATA_HOME,
@@ -102,15 +110,67 @@ pub const ALL: &[EnvVar] = &[
         description: "Token for `--stage vault-config`. Default: forge's token, else the root token, from the secrets directory.",
     },
     EnvVar {
+        name: "EXOSCALE_API_KEY",
+        description: "Exoscale API key of `publish`, `plan`, `deploy` and `destroy` (an IAM key of the organisation to deploy into). Alias: `EXOSCALE_KEY`.",
+    },
+    EnvVar {
+        name: "EXOSCALE_KEY",
+        description: "Alias of `EXOSCALE_API_KEY`, as the `exo` CLI reads it.",
+    },
+    EnvVar {
+        name: "EXOSCALE_API_SECRET",
+        description: "The API key's secret (never logged, never written). Aliases: `EXOSCALE_SECRET`, `EXOSCALE_SECRET_KEY`.",
+    },
+    EnvVar {
+        name: "EXOSCALE_SECRET",
+        description: "Alias of `EXOSCALE_API_SECRET`.",
+    },
+    EnvVar {
+        name: "EXOSCALE_SECRET_KEY",
+        description: "Alias of `EXOSCALE_API_SECRET`.",
+    },
+    EnvVar {
+        name: EXOSCALE_ZONE,
+        description: "Zone of the API calls; must equal platform.toml's `[platform] zone` when set (forge refuses a mismatch rather than deploy elsewhere).",
+    },
+    EnvVar {
+        name: "EXOSCALE_API_ENDPOINT",
+        description: "API base URL ending in `/v2`, `{zone}` replaced by the zone. Default: `https://api-{zone}.exoscale.com/v2` (an emulator or proxy: a URL without `{zone}`).",
+    },
+    EnvVar {
+        name: "EXOSCALE_SOS_ENDPOINT",
+        description: "Object storage (SOS, S3 API) endpoint of `publish`, `{zone}` replaced by the zone. Default: `https://sos-{zone}.exo.io`. Alias: `EXOSCALE_STORAGE_API_ENDPOINT`.",
+    },
+    EnvVar {
+        name: "EXOSCALE_STORAGE_API_ENDPOINT",
+        description: "Alias of `EXOSCALE_SOS_ENDPOINT`.",
+    },
+    EnvVar {
+        name: "FORGE_EXOSCALE_RETRY_MIN_MS",
+        description: "First wait, in milliseconds, before the Exoscale client retries a failed call (default 1000, doubling to 30 s); for emulators, whose answers take milliseconds.",
+    },
+    EnvVar {
+        name: "FORGE_EXOSCALE_POLL_MIN_MS",
+        description: "Shortest interval, in milliseconds, between polls of an Exoscale operation (default: the official schedule from 3 s); for emulators.",
+    },
+    EnvVar {
+        name: PATH,
+        description: "Where forge finds the external tools (mmdebstrap, mke2fs, qemu-img, qemu-system-x86_64, ssh); also the PATH of the image tools' own children.",
+    },
+    EnvVar {
+        name: TMPDIR,
+        description: "Directory of `forge vm`'s scratch files (the NoCloud seed); `/tmp` when unset. Builds use the store's own `tmp/`.",
+    },
+    EnvVar {
         name: "HTTPS_PROXY / HTTP_PROXY / NO_PROXY",
-        description: "Proxies for downloads, with the usual meaning.",
+        description: "Proxies for downloads and API calls, with the usual meaning (read by the HTTP client).",
     },
 ];
 
 /// `docs/environment.md`.
 pub fn markdown() -> String {
     let mut s = String::from(
-        "# Environment variables\n\n<!-- Generated from toolchain/forge/src/env.rs; `cargo test` checks it is current. -->\n\n| variable | meaning |\n| --- | --- |\n",
+        "# Environment variables\n\n<!-- Generated from toolchain/forge/src/env.rs; `cargo test` checks it is current. -->\n\nforge reads these and no others. Flags win over variables, variables over platform.toml and defaults; `SOURCE_DATE_EPOCH` is deliberately ignored (the lockfile holds it, so a value left in a shell cannot change outputs).\n\n| variable | meaning |\n| --- | --- |\n",
     );
     for v in ALL {
         s.push_str(&format!("| `{}` | {} |\n", v.name, v.description));
@@ -118,7 +178,56 @@ pub fn markdown() -> String {
     s
 }
 
-/// A variable's value, when set and not empty.
-pub fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
+/// Whether `name` is in the registry.
+pub fn registered(name: &str) -> bool {
+    ALL.iter().any(|v| v.name == name)
+}
+
+/// The environment as forge sees it: a snapshot taken once, at start.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: BTreeMap<OsString, OsString>,
+}
+
+impl Env {
+    /// The process environment: the only place forge reads it.
+    pub fn from_process() -> Self {
+        Self {
+            vars: std::env::vars_os().collect(),
+        }
+    }
+
+    /// An environment of these variables (tests).
+    pub fn from_pairs<K: Into<OsString>, V: Into<OsString>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// A variable's value, when set, valid UTF-8 and not empty. `name` must be in the
+    /// registry (checked in debug builds, so every test run checks every read).
+    pub fn get(&self, name: &str) -> Option<String> {
+        debug_assert!(registered(name), "`{name}` is not in the env registry");
+        self.vars
+            .get(std::ffi::OsStr::new(name))
+            .and_then(|v| v.to_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    }
+
+    /// A variable's raw value (`PATH` may hold non-UTF-8 directories).
+    pub fn get_os(&self, name: &str) -> Option<OsString> {
+        debug_assert!(registered(name), "`{name}` is not in the env registry");
+        self.vars.get(std::ffi::OsStr::new(name)).cloned()
+    }
+
+    /// A lookup for libraries that take one (`forge_exoscale::Config::from_lookup`).
+    pub fn lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
+        move |n| self.get(n)
+    }
 }

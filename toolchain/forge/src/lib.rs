@@ -1,34 +1,37 @@
-//! The `forge` command line: parses arguments, sets up output and logging, calls the
-//! stages (`forge-build`, `forge-store`, ...) and turns their errors into messages and
-//! exit codes (0 success, 1 failure, 2 usage).
+//! The `forge` command line: parses arguments (`cli`), resolves settings once from flags,
+//! the environment and platform.toml (`settings`, `env`), runs one verb (`commands`) and
+//! turns errors into messages and exit codes (0 success, 1 failure, 2 usage or, for
+//! `plan --detailed-exitcode`, changes).
 
 pub mod cli;
-pub mod commands;
-pub mod deploy;
+mod commands;
 pub mod env;
+pub mod exit;
 pub mod printer;
-pub mod publish;
-pub mod vault;
+mod progress;
+pub mod settings;
+mod target;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
-use forge_build::BuildError;
+use clap::Parser;
 
-use crate::cli::{Cli, ColorChoice, Command};
-use crate::commands::{Globals, Reported};
+use crate::cli::{Cli, ColorChoice};
+use crate::env::Env;
+use crate::exit::Exit;
 use crate::printer::{Printer, Verbosity};
+use crate::settings::Globals;
 
-fn use_color(choice: ColorChoice) -> bool {
+fn use_color(choice: ColorChoice, env: &Env) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => env::var(env::NO_COLOR).is_none() && std::io::stderr().is_terminal(),
+        ColorChoice::Auto => env.get(env::NO_COLOR).is_none() && std::io::stderr().is_terminal(),
     }
 }
 
-fn init_logging(printer: &Printer, verbose: u8) {
+fn init_logging(printer: &Printer, verbose: u8, env: &Env) {
     let default = match (printer.verbosity(), verbose) {
         (Verbosity::Quiet, _) => "error",
         (_, 0) => "warn",
@@ -37,7 +40,8 @@ fn init_logging(printer: &Printer, verbose: u8) {
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_new(
-        env::var(env::FORGE_LOG).unwrap_or_else(|| default.to_string()),
+        env.get(env::FORGE_LOG)
+            .unwrap_or_else(|| default.to_string()),
     )
     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
@@ -49,17 +53,16 @@ fn init_logging(printer: &Printer, verbose: u8) {
         .try_init();
 }
 
+/// The TOML problems an error carries, wherever in its chain they are.
+fn diagnostics(err: &anyhow::Error) -> Option<&forge_schema::Diagnostics> {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<forge_schema::Diagnostics>())
+}
+
 /// Prints an error: TOML diagnostics with a source snippet, anything else as one line
 /// with its causes.
 fn report(printer: &Printer, err: &anyhow::Error) {
-    if err.downcast_ref::<Reported>().is_some() {
-        return;
-    }
-    let diagnostics = err.downcast_ref::<BuildError>().and_then(|e| match e {
-        BuildError::Diagnostics(d) => Some(d),
-        _ => None,
-    });
-    if let Some(d) = diagnostics {
+    if let Some(d) = diagnostics(err) {
         let theme = if printer.color() {
             miette::GraphicalTheme::unicode()
         } else {
@@ -90,7 +93,7 @@ fn report(printer: &Printer, err: &anyhow::Error) {
     printer.error(&msg);
 }
 
-/// Runs forge with the process's arguments.
+/// Runs forge with the process's arguments and environment.
 pub fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -103,6 +106,7 @@ pub fn run() -> ExitCode {
             };
         }
     };
+    let env = Env::from_process();
     let verbosity = if cli.quiet {
         Verbosity::Quiet
     } else if cli.verbose > 0 {
@@ -110,41 +114,15 @@ pub fn run() -> ExitCode {
     } else {
         Verbosity::Normal
     };
-    let printer = Printer::new(verbosity, cli.json, use_color(cli.color));
-    init_logging(&printer, cli.verbose);
-    let globals = Globals {
-        directory: cli.directory.clone(),
-        store: cli.store.clone(),
-        variant: cli.variant.clone().or_else(|| env::var(env::FORGE_VARIANT)),
-        printer: printer.clone(),
-    };
-    let result = match &cli.command {
-        Command::Build(a) => commands::build(&globals, a),
-        Command::Lock(a) => commands::lock_cmd(&globals, a),
-        Command::Fetch(a) => commands::fetch(&globals, a),
-        Command::Hash(a) => commands::hash(&globals, a),
-        Command::Store(c) => commands::store(&globals, c),
-        Command::Gc(a) => commands::gc(&globals, a),
-        Command::Vm(a) => commands::vm(&globals, a),
-        Command::Plan(a) => deploy::plan(&globals, a),
-        Command::Deploy(a) => deploy::deploy(&globals, a),
-        Command::Destroy(a) => deploy::destroy(&globals, a),
-        Command::Publish(a) => publish::publish(&globals, a),
-        Command::Completions(a) => {
-            clap_complete::generate(
-                a.shell,
-                &mut Cli::command(),
-                "forge",
-                &mut std::io::stdout(),
-            );
-            Ok(())
-        }
-    };
+    let printer = Printer::new(verbosity, cli.json, use_color(cli.color, &env));
+    init_logging(&printer, cli.verbose, &env);
+    let result =
+        Globals::resolve(&cli, env, printer.clone()).and_then(|g| commands::run(&g, &cli.command));
     printer.clear();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if let Some(deploy::ExitWith(code)) = e.downcast_ref::<deploy::ExitWith>() {
+            if let Some(Exit(code)) = e.downcast_ref::<Exit>() {
                 return ExitCode::from(*code);
             }
             report(&printer, &e);

@@ -1,0 +1,183 @@
+//! What the deploy verbs (plan, deploy, destroy) and publish share: the project a deploy
+//! works from (platform.toml, the lockfile, manifests/: no recipes or images needed), the
+//! Exoscale client, and the Vault stages' inputs.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use forge_deploy::{ApplyReport, Reporter};
+use forge_exoscale::Client;
+use forge_project::{LockState, Locked, Project};
+use forge_schema::platform::Platform;
+use forge_vault::config::ExoscaleCredentials;
+use forge_vault::lifecycle::Member;
+use forge_vault::stage::Request;
+use forge_vault::{Secret, SecretsDir};
+use serde_json::json;
+
+use crate::cli::TargetArgs;
+use crate::printer::{Printer, Verbosity};
+use crate::settings::{CloudSettings, Globals, VaultSettings};
+
+/// The project with its lockfile (`--lock FILE`, else the project's), platform.toml
+/// checked first so its errors come before the lockfile's.
+pub fn locked_project(g: &Globals, lock: Option<&Path>) -> Result<Project<Locked>> {
+    let project = g.project(lock)?;
+    project.platform()?;
+    Ok(project.locked(
+        "a deploy works from the lockfile: run `forge build images` and `forge publish`, or pass --lock FILE",
+    )?)
+}
+
+/// The Exoscale client of the platform's zone.
+pub fn cloud<S: LockState>(g: &Globals, project: &Project<S>) -> Result<(CloudSettings, Client)> {
+    let platform = project.platform()?;
+    let settings = CloudSettings::resolve(&g.env, platform)?;
+    let client = settings.client(&platform.zone)?;
+    Ok((settings, client))
+}
+
+/// Progress lines of an apply on stderr: hidden by `-q` and `--json`; failures that a
+/// later round may still fix show as warnings.
+pub fn reporter(printer: &Printer) -> Reporter {
+    let printer = printer.clone();
+    std::sync::Arc::new(move |line: &str| {
+        if printer.json() || printer.verbosity() == Verbosity::Quiet {
+            return;
+        }
+        match line.strip_prefix("! ") {
+            Some(failure) => printer.warn(failure),
+            None => printer.eprintln(line),
+        }
+    })
+}
+
+/// The Vault stages' inputs, resolved once.
+pub struct VaultTarget {
+    pub settings: VaultSettings,
+    pub secrets: SecretsDir,
+    ca_pem: Option<String>,
+    exoscale: Option<ExoscaleCredentials>,
+    /// Without `[[vault.member]]`, the cloud pool's instances and the Vault EIP.
+    cloud_members: Option<Vec<Member>>,
+    eip: Option<std::net::IpAddr>,
+}
+
+impl VaultTarget {
+    pub fn load<S: LockState>(
+        g: &Globals,
+        project: &Project<S>,
+        args: &TargetArgs,
+    ) -> Result<Self> {
+        let platform = project.platform()?;
+        let settings = VaultSettings::resolve(
+            args.secrets_dir.as_deref(),
+            &g.env,
+            project.root(),
+            platform,
+        )?;
+        let secrets = SecretsDir::open(
+            &settings.secrets_dir,
+            platform.secrets.age_recipient.as_deref(),
+            settings.age_identity.as_deref(),
+        )?;
+        let ca_pem = match &settings.ca_cert {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read VAULT_CACERT {}", p.display()))?,
+            ),
+            None => None,
+        };
+        // The Exoscale credentials are optional here: without them the plugins are not
+        // configured (the stage says so) and the members must be listed.
+        let cloud = cloud(g, project).ok();
+        let exoscale = cloud.as_ref().map(|(c, _)| ExoscaleCredentials {
+            key: c.config.credentials.key.clone(),
+            secret: Secret::new(c.config.credentials.secret()),
+        });
+        let (cloud_members, eip) = match &cloud {
+            Some((_, client)) if platform.vault_cluster.members.is_empty() => {
+                let hosts = g
+                    .runtime()?
+                    .block_on(forge_deploy::vault_hosts(client, platform))?;
+                let members = hosts
+                    .members
+                    .iter()
+                    .map(|(name, ip)| Member::cloud(name, *ip))
+                    .collect();
+                (Some(members), hosts.eip)
+            }
+            _ => (None, None),
+        };
+        Ok(Self {
+            settings,
+            secrets,
+            ca_pem,
+            exoscale,
+            cloud_members,
+            eip,
+        })
+    }
+
+    pub fn request<'a, S: LockState>(&'a self, project: &'a Project<S>) -> Result<Request<'a>> {
+        Ok(Request {
+            platform: project.platform()?,
+            project: project.root(),
+            secrets: &self.secrets,
+            vault_addr: self.settings.addr.clone(),
+            ca_pem: self.ca_pem.clone(),
+            token: self.settings.token.clone(),
+            exoscale: self.exoscale.clone(),
+            cloud_members: self.cloud_members.clone(),
+            eip: self.eip,
+            ssh_identity: self.settings.ssh_identity.clone(),
+        })
+    }
+}
+
+/// The last line (or JSON) of a deploy or destroy of the base stage.
+pub fn finish(
+    g: &Globals,
+    verb: &str,
+    p: &Platform,
+    report: &ApplyReport,
+    client: &Client,
+    started: Instant,
+) {
+    let calls = client.stats().snapshot();
+    let total: u64 = calls.values().sum();
+    if g.printer.json() {
+        g.printer.print_json(&json!({
+            "platform": p.name,
+            "zone": p.zone,
+            "rounds": report.rounds,
+            "done": report.done,
+            "recovered": report.recovered,
+            "api-calls": total,
+            "api-calls-by-endpoint": calls,
+            "seconds": started.elapsed().as_secs_f64(),
+        }));
+    } else {
+        let done: Vec<String> = report
+            .done
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        let done = if done.is_empty() {
+            "no changes".to_string()
+        } else {
+            done.join(", ")
+        };
+        g.printer.status(
+            verb,
+            &format!(
+                "platform {} in {}: {done} in {:.1}s ({} round(s), {total} API calls)",
+                p.name,
+                p.zone,
+                started.elapsed().as_secs_f64(),
+                report.rounds
+            ),
+        );
+    }
+}
