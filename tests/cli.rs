@@ -170,6 +170,65 @@ fn env_docs_are_current() {
     );
 }
 
+/// The environment is read in one place, `toolchain/forge/src/env.rs`, through its
+/// registry: no other source file under toolchain/ calls `std::env::var` and its kin, and
+/// every variable name the registry documents is one the code can look up.
+#[test]
+fn no_environment_read_escapes_the_registry() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("toolchain");
+    let forbidden = [
+        "env::var(",
+        "env::var_os(",
+        "env::vars(",
+        "env::vars_os(",
+        "env::temp_dir(",
+        "env::home_dir(",
+    ];
+    let mut stack = vec![root.clone()];
+    let mut offenders = Vec::new();
+    let mut scanned = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let rel = path
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            // Integration tests of the crates set up their own processes.
+            if rel == "forge/src/env.rs" || rel.contains("/tests/") {
+                continue;
+            }
+            scanned += 1;
+            let text = fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                if forbidden.iter().any(|f| line.contains(f)) {
+                    offenders.push(format!("toolchain/{rel}:{}: {}", n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(scanned > 50, "only {scanned} files scanned");
+    assert!(
+        offenders.is_empty(),
+        "read the environment through forge::env::Env (and register the variable):\n{}",
+        offenders.join("\n")
+    );
+    // The registry's names are unique.
+    let mut names: Vec<&str> = forge::env::ALL.iter().map(|v| v.name).collect();
+    names.sort();
+    let before = names.len();
+    names.dedup();
+    assert_eq!(before, names.len(), "a variable is registered twice");
+}
+
 #[test]
 fn layers_are_read_by_standard_tools() {
     let w = World::new();

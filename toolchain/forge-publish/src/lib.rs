@@ -340,7 +340,7 @@ pub async fn publish_one(
         ssh_key_enabled: true,
         password_enabled: false,
         boot_mode: Some(boot_mode.to_string()),
-        default_user: Some("debian".into()),
+        default_user: Some(forge_schema::contract::DEFAULT_USER.into()),
         build: Some(hex.clone()),
         version: None,
         maintainer: Some(maintainer(&platform.name)),

@@ -3,6 +3,7 @@
 //! Nothing here touches the filesystem or the network; callers hand in text and get typed,
 //! validated values (or diagnostics with `file:line:col`) back.
 
+pub mod contract;
 pub mod diag;
 pub mod digest;
 pub mod hash;

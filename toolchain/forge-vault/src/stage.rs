@@ -10,8 +10,9 @@ use forge_schema::platform::Platform;
 use crate::StageError;
 use crate::client::VaultClient;
 use crate::config::{self, ExoscaleCredentials};
-use crate::lifecycle::{self, Member, Step};
+use crate::lifecycle::{self, Cluster, ClusterState, Member, Step};
 use crate::secrets::{Secret, SecretsDir};
+use crate::transport::SshOptions;
 
 /// forge's token in the secrets directory (made after the first configuration).
 pub const FORGE_TOKEN: &str = "forge-token";
@@ -192,45 +193,44 @@ async fn wait_for_leader(c: &VaultClient) -> Result<(), StageError> {
     .await
 }
 
-/// The members and the lifecycle steps they still need.
+/// The cluster's state and the lifecycle steps it still needs.
 async fn missing_steps(
     req: &Request<'_>,
+    members: &[Member],
+    ssh: &SshOptions,
     c: &VaultClient,
-) -> Result<(Vec<Member>, lifecycle::ClusterState, Vec<Step>), StageError> {
-    let ms = members(req);
-    check_members(req.platform, &ms)?;
-    let state = lifecycle::observe(
-        req.platform,
-        &ms,
-        req.secrets,
-        c,
-        req.eip,
-        &ssh_options(req),
-    )
-    .await?;
+) -> Result<(ClusterState, Vec<Step>), StageError> {
+    let cluster = Cluster {
+        platform: req.platform,
+        members,
+        secrets: req.secrets,
+        client: c,
+        eip: req.eip,
+        ssh,
+    };
+    let state = cluster.observe().await?;
     let steps = lifecycle::steps(req.platform, &state);
-    Ok((ms, state, steps))
+    Ok((state, steps))
 }
 
-/// `forge plan --stage vault` (`lifecycle = true`) or `--stage vault-config`.
-pub async fn plan(req: &Request<'_>, lifecycle_too: bool) -> Result<Outcome, StageError> {
-    let c = client(req)?;
-    let mut out = Outcome::default();
-    let mut state = None;
-    let mut seen = Vec::new();
-    if lifecycle_too {
-        let (ms, st, steps) = missing_steps(req, &c).await?;
-        seen = ms;
-        state = Some(st);
-        out.steps = steps;
-        if blocks_config(&out.steps) {
-            out.notes
-                .push("the configuration is planned once Vault is initialised and unsealed".into());
-            out.reads = c.calls().reads();
-            return Ok(out);
-        }
+/// The members of the request, which must not be none.
+fn checked_members(req: &Request<'_>) -> Result<Vec<Member>, StageError> {
+    let ms = members(req);
+    if ms.is_empty() {
+        return Err(StageError::Invalid(format!(
+            "platform {} has no Vault member: list them as [[vault.member]] in platform.toml, or deploy the base stage and set EXOSCALE_API_KEY/EXOSCALE_API_SECRET so forge finds the pool's instances",
+            req.platform.name
+        )));
     }
-    let Some((tok, _)) = token(req)? else {
+    Ok(ms)
+}
+
+/// A client with the configuration token, refused when Vault is sealed.
+async fn configuring_client(
+    req: &Request<'_>,
+    c: &VaultClient,
+) -> Result<(VaultClient, &'static str), StageError> {
+    let Some((tok, source)) = token(req)? else {
         return Err(no_token(req));
     };
     let c = c.with_token(tok);
@@ -240,17 +240,36 @@ pub async fn plan(req: &Request<'_>, lifecycle_too: bool) -> Result<Outcome, Sta
         }
         .into());
     }
+    Ok((c, source))
+}
+
+/// `forge plan --stage vault` (`lifecycle = true`) or `--stage vault-config`.
+pub async fn plan(req: &Request<'_>, lifecycle_too: bool) -> Result<Outcome, StageError> {
+    let c = client(req)?;
+    let mut out = Outcome::default();
+    let mut seen = None;
+    if lifecycle_too {
+        let ms = checked_members(req)?;
+        let (state, steps) = missing_steps(req, &ms, &ssh_options(req), &c).await?;
+        out.steps = steps;
+        if blocks_config(&out.steps) {
+            out.notes
+                .push("the configuration is planned once Vault is initialised and unsealed".into());
+            out.reads = c.calls().reads();
+            return Ok(out);
+        }
+        seen = Some((ms, state));
+    }
+    let (c, _) = configuring_client(req, &c).await?;
     let policies = config::load_policies(req.project)?;
     let root = lifecycle::load_root_ca(req.secrets)?;
     let inp = inputs(req, root.as_ref(), &policies);
     out.config = Some(config::plan(&c, &inp).await?);
-    if lifecycle_too {
+    if let Some((ms, state)) = &seen {
         let peers = lifecycle::raft_peers(&c).await?;
-        out.steps.extend(lifecycle::stale_peers(&seen, &peers));
-        if let Some(st) = &state {
-            out.steps
-                .extend(lifecycle::agent_switches(st, inp.exoscale.is_some()));
-        }
+        out.steps.extend(lifecycle::stale_peers(ms, &peers));
+        out.steps
+            .extend(lifecycle::agent_switches(state, inp.exoscale.is_some()));
     }
     out.reads = c.calls().reads();
     out.writes = c.calls().writes();
@@ -264,97 +283,75 @@ fn no_token(req: &Request<'_>) -> StageError {
     ))
 }
 
-fn check_members(p: &Platform, ms: &[Member]) -> Result<(), StageError> {
-    if ms.is_empty() {
-        return Err(StageError::Invalid(format!(
-            "platform {} has no Vault member: list them as [[vault.member]] in platform.toml, or deploy the base stage and set EXOSCALE_API_KEY/EXOSCALE_API_SECRET so forge finds the pool's instances",
-            p.name
-        )));
-    }
-    Ok(())
+/// Whether the lifecycle left the cluster ready for its configuration.
+enum Bootstrapped {
+    Ready,
+    /// TLS material was written to members that are not running: they must be started.
+    WaitingForMembers,
 }
 
-/// `forge deploy --stage vault` (`lifecycle = true`) or `--stage vault-config`.
-pub async fn apply(
-    req: &Request<'_>,
-    lifecycle_too: bool,
-    report: lifecycle::Report<'_>,
-) -> Result<Outcome, StageError> {
-    let mut c = client(req)?;
-    let mut out = Outcome::default();
-    let mut state = None;
-    let started = std::time::Instant::now();
-    // Two rounds at most: members whose reload command starts them once their TLS is
-    // there (the cloud's `systemctl enable --now`) are initialised in the same run.
-    let mut round = 0;
-    if lifecycle_too {
-        loop {
-            round += 1;
-            let (ms, st, steps) = missing_steps(req, &c).await?;
-            state = Some(st);
-            if let Some(Step::Unreachable { member, detail }) = steps
-                .iter()
-                .find(|s| matches!(s, Step::Unreachable { .. }))
-                .filter(|_| !steps.iter().any(|s| matches!(s, Step::IssueTls { .. })))
-            {
-                return Err(StageError::Invalid(format!(
-                    "{member} does not answer ({detail}); start it and re-run"
-                )));
-            }
-            lifecycle::apply(
-                req.platform,
-                &ms,
-                req.secrets,
-                &c,
-                req.eip,
-                &steps,
-                &ssh_options(req),
-                report,
-            )
-            .await?;
+/// One `forge deploy --stage vault|vault-config`: what it works with, and what it did.
+struct Run<'a> {
+    req: &'a Request<'a>,
+    report: lifecycle::Report<'a>,
+    members: Vec<Member>,
+    ssh: SshOptions,
+    client: VaultClient,
+    state: Option<ClusterState>,
+    out: Outcome,
+}
+
+impl<'a> Run<'a> {
+    fn new(req: &'a Request<'a>, report: lifecycle::Report<'a>) -> Result<Self, StageError> {
+        Ok(Self {
+            req,
+            report,
+            members: members(req),
+            ssh: ssh_options(req),
+            client: client(req)?,
+            state: None,
+            out: Outcome::default(),
+        })
+    }
+
+    /// The lifecycle (root CA, TLS, init, join, unseal), in at most two rounds: members
+    /// that their reload command starts once their TLS is there (the cloud's `systemctl
+    /// enable --now`) are waited for and initialised in the same run.
+    async fn bootstrap(&mut self) -> Result<Bootstrapped, StageError> {
+        self.members = checked_members(self.req)?;
+        for round in 1..=2 {
+            let (state, steps) =
+                missing_steps(self.req, &self.members, &self.ssh, &self.client).await?;
+            refuse_unreachable(&steps)?;
+            let cluster = Cluster {
+                platform: self.req.platform,
+                members: &self.members,
+                secrets: self.req.secrets,
+                client: &self.client,
+                eip: self.req.eip,
+                ssh: &self.ssh,
+            };
+            cluster.apply(&steps, self.report).await?;
             // Trust the root CA, if this round made it.
-            if req.ca_pem.is_none() && steps.contains(&Step::CreateRootCa) {
-                c = c.with_http_of(&client(req)?);
+            if self.req.ca_pem.is_none() && steps.contains(&Step::CreateRootCa) {
+                self.client = self.client.with_http_of(&client(self.req)?);
             }
-            let unreachable_now = |name: &str| {
-                steps
-                    .iter()
-                    .any(|s| matches!(s, Step::Unreachable { member, .. } if member == name))
-            };
-            let issued_now = |name: &str| {
-                steps
-                    .iter()
-                    .any(|s| matches!(s, Step::IssueTls { member, .. } if member == name))
-            };
-            let started_now: Vec<&Member> = ms
-                .iter()
-                .filter(|m| {
-                    m.tls.reload.is_some() && unreachable_now(&m.name) && issued_now(&m.name)
-                })
-                .collect();
-            let issued_only = !steps.is_empty()
-                && steps.iter().all(|s| {
-                    matches!(
-                        s,
-                        Step::IssueTls { .. } | Step::CreateRootCa | Step::Unreachable { .. }
-                    )
-                });
-            let unreachable = steps.iter().any(|s| matches!(s, Step::Unreachable { .. }));
-            out.steps.extend(steps.iter().cloned());
-            if started_now.is_empty() || round == 2 {
-                if issued_only && unreachable {
-                    out.notes.push(
+            let started = started_by_reload(&self.members, &steps);
+            let waiting = tls_only(&steps);
+            self.state = Some(state);
+            self.out.steps.extend(steps);
+            if started.is_empty() || round == 2 {
+                if waiting {
+                    self.out.notes.push(
                         "TLS material written; start the Vault servers and re-run to initialise them"
                             .into(),
                     );
-                    out.reads = c.calls().reads();
-                    out.writes = c.calls().writes();
-                    return Ok(out);
+                    return Ok(Bootstrapped::WaitingForMembers);
                 }
                 break;
             }
-            for m in started_now {
-                let mc = c.at(&m.api_addr);
+            for m in started {
+                let mc = self.client.at(&m.api_addr);
                 // A member that does not come up is reported by the next round.
                 let _ = lifecycle::wait_until(
                     &format!("{} did not start", m.name),
@@ -364,70 +361,140 @@ pub async fn apply(
                 .await;
             }
         }
+        Ok(Bootstrapped::Ready)
     }
-    let Some((tok, source)) = token(req)? else {
-        return Err(no_token(req));
-    };
-    tracing::info!("configuring Vault at {} with {source}", c.addr());
-    let c = c.with_token(tok.clone());
-    if c.seal_status().await?.sealed {
-        return Err(crate::VaultError::Sealed {
-            addr: c.addr().to_string(),
+
+    /// Raft peers that no member declares are removed; members that are not peers are
+    /// noted.
+    async fn remove_stale_peers(&mut self, c: &VaultClient) -> Result<(), StageError> {
+        let peers = lifecycle::raft_peers(c).await?;
+        for m in &self.members {
+            if !peers.iter().any(|(id, _)| *id == m.name) {
+                self.out.notes.push(format!(
+                    "{} is not a raft peer (check its node_id is `{}`)",
+                    m.name, m.name
+                ));
+            }
         }
-        .into());
+        for step in lifecycle::stale_peers(&self.members, &peers) {
+            if let Step::RemovePeer { node_id } = &step {
+                lifecycle::remove_peer(c, node_id).await?;
+                (self.report)(&step.describe());
+            }
+            self.out.steps.push(step);
+        }
+        Ok(())
     }
-    if lifecycle_too && blocks_config(&out.steps) {
+
+    /// The agents log in through auth/exoscale, which exists from here on.
+    async fn switch_agents(&mut self, auth_configured: bool) -> Result<(), StageError> {
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
+        for step in lifecycle::agent_switches(state, auth_configured) {
+            if let Step::SwitchToAgent { member } = &step
+                && let Some(m) = self.members.iter().find(|m| m.name == *member)
+            {
+                lifecycle::switch_to_agent(m, &self.ssh).await?;
+                (self.report)(&step.describe());
+            }
+            self.out.steps.push(step);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, c: &VaultClient) -> Outcome {
+        self.out.reads = c.calls().reads();
+        self.out.writes = c.calls().writes();
+        self.out
+    }
+}
+
+/// A member that does not answer stops the run, unless this round writes its TLS (its
+/// reload command may start it).
+fn refuse_unreachable(steps: &[Step]) -> Result<(), StageError> {
+    let writes_tls = steps.iter().any(|s| matches!(s, Step::IssueTls { .. }));
+    match steps.iter().find(|s| matches!(s, Step::Unreachable { .. })) {
+        Some(Step::Unreachable { member, detail }) if !writes_tls => Err(StageError::Invalid(
+            format!("{member} does not answer ({detail}); start it and re-run"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Members that did not answer, got TLS in this round and have a reload command: the
+/// command starts them.
+fn started_by_reload<'m>(members: &'m [Member], steps: &[Step]) -> Vec<&'m Member> {
+    let has =
+        |name: &str, f: &dyn Fn(&Step) -> Option<&str>| steps.iter().any(|s| f(s) == Some(name));
+    members
+        .iter()
+        .filter(|m| m.tls.reload.is_some())
+        .filter(|m| {
+            has(&m.name, &|s| match s {
+                Step::Unreachable { member, .. } => Some(member),
+                _ => None,
+            }) && has(&m.name, &|s| match s {
+                Step::IssueTls { member, .. } => Some(member),
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+/// Whether a round only wrote TLS material while members did not answer: nothing can be
+/// initialised until they run.
+fn tls_only(steps: &[Step]) -> bool {
+    !steps.is_empty()
+        && steps.iter().any(|s| matches!(s, Step::Unreachable { .. }))
+        && steps.iter().all(|s| {
+            matches!(
+                s,
+                Step::IssueTls { .. } | Step::CreateRootCa | Step::Unreachable { .. }
+            )
+        })
+}
+
+/// `forge deploy --stage vault` (`lifecycle = true`) or `--stage vault-config`: the
+/// lifecycle, the configuration, stale raft peers, the agents' hand-over and forge's own
+/// token, in that order.
+pub async fn apply(
+    req: &Request<'_>,
+    lifecycle_too: bool,
+    report: lifecycle::Report<'_>,
+) -> Result<Outcome, StageError> {
+    let started = std::time::Instant::now();
+    let mut run = Run::new(req, report)?;
+    if lifecycle_too && let Bootstrapped::WaitingForMembers = run.bootstrap().await? {
+        let c = run.client.clone();
+        return Ok(run.finish(&c));
+    }
+    let (c, source) = configuring_client(req, &run.client).await?;
+    tracing::info!("configuring Vault at {} with {source}", c.addr());
+    if lifecycle_too && blocks_config(&run.out.steps) {
         wait_for_leader(&c).await?;
     }
-    out.lifecycle_secs = started.elapsed().as_secs_f64();
+    run.out.lifecycle_secs = started.elapsed().as_secs_f64();
+
     let config_started = std::time::Instant::now();
     let policies = config::load_policies(req.project)?;
     let root = lifecycle::load_root_ca(req.secrets)?;
     let inp = inputs(req, root.as_ref(), &policies);
     let plan = config::plan(&c, &inp).await?;
     config::apply(&c, &inp, &plan, report).await?;
-    out.config_secs = config_started.elapsed().as_secs_f64();
-    out.config = Some(plan);
+    run.out.config_secs = config_started.elapsed().as_secs_f64();
+    run.out.config = Some(plan);
+
     if lifecycle_too {
-        let peers = lifecycle::raft_peers(&c).await?;
-        let ms = members(req);
-        for m in &ms {
-            if !peers.iter().any(|(id, _)| *id == m.name) {
-                out.notes.push(format!(
-                    "{} is not a raft peer (check its node_id is `{}`)",
-                    m.name, m.name
-                ));
-            }
-        }
-        for step in lifecycle::stale_peers(&ms, &peers) {
-            if let Step::RemovePeer { node_id } = &step {
-                lifecycle::remove_peer(&c, node_id).await?;
-                report(&step.describe());
-            }
-            out.steps.push(step);
-        }
+        run.remove_stale_peers(&c).await?;
     }
-    // The agents log in through auth/exoscale, which exists from here on.
-    if let Some(st) = &state {
-        let ms = members(req);
-        for step in lifecycle::agent_switches(st, inp.exoscale.is_some()) {
-            if let Step::SwitchToAgent { member } = &step
-                && let Some(m) = ms.iter().find(|m| m.name == *member)
-            {
-                lifecycle::switch_to_agent(m, &ssh_options(req)).await?;
-                report(&step.describe());
-            }
-            out.steps.push(step);
-        }
+    run.switch_agents(inp.exoscale.is_some()).await?;
+    match source {
+        "the root token" => ensure_forge_token(&c, req.secrets, report).await?,
+        "forge's token" => renew_if_due(&c).await?,
+        _ => {}
     }
-    if source == "the root token" {
-        ensure_forge_token(&c, req.secrets, report).await?;
-    } else if source == "forge's token" {
-        renew_if_due(&c).await?;
-    }
-    out.reads = c.calls().reads();
-    out.writes = c.calls().writes();
-    Ok(out)
+    Ok(run.finish(&c))
 }
 
 /// forge's own token: an orphan periodic token with only `forge-admin`, made with the
