@@ -6,28 +6,46 @@
 //! the SSH key resource instead of naming it blindly (23); member settings are filled in
 //! once per instance by `runcmd`, not at every boot by `bootcmd`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{Value, json};
+use forge_exoscale::types::ElasticIpHealthcheck;
+use forge_schema::platform::Platform;
 
 use crate::error::DeployError;
+use crate::execute::USER_DATA_LIMIT;
+use crate::observe::Scope;
 use crate::resource::{
-    Desired, Kind, LABEL_LOCKFILE, LABEL_PLATFORM, LABEL_RESOURCE, LABEL_STAGE, at, flatten,
+    AntiAffinityGroup, Desired, ElasticIp, InstancePool, Kind, LABEL_LOCKFILE, Labels, Ref, Rule,
+    SecurityGroup, Spec, SshKey, Template, UserData,
 };
-use forge_schema::platform::Platform;
+use forge_schema::contract::vault as vault_image;
 
 /// The stage name, also the `forge-stage` label.
 pub const STAGE: &str = "base";
 
-/// Exoscale's limit on the base64-encoded user-data (API-NOTES §8).
-pub const USER_DATA_LIMIT: usize = 32768;
+/// What the base stage manages.
+pub const SCOPE: Scope = Scope {
+    stage: STAGE,
+    kinds: &[
+        Kind::SshKey,
+        Kind::SecurityGroup,
+        Kind::SecurityGroupRule,
+        Kind::AntiAffinityGroup,
+        Kind::ElasticIp,
+        Kind::InstancePool,
+    ],
+    security_groups: &["operator", "vault-server", "vault-clients"],
+    anti_affinity_groups: &["vault"],
+    ssh_keys: &["management"],
+    adopt_pools: &["vault"],
+};
 
 /// What the base stage needs besides platform.toml.
 #[derive(Debug, Clone)]
 pub struct BaseInputs<'a> {
     pub platform: &'a Platform,
     /// The Vault image's template in the platform's zone (from the lockfile).
-    pub vault_template: String,
+    pub vault_template: Template,
     /// Instance type ids by `family.size`.
     pub instance_types: &'a BTreeMap<String, String>,
     /// The operator's SSH public key (OpenSSH text).
@@ -42,71 +60,13 @@ pub fn attr_ref(key: &str, attr: &str) -> String {
     format!("${{{key}.{attr}}}")
 }
 
-fn labels(p: &Platform, key: &str) -> Value {
-    json!({ LABEL_PLATFORM: p.name, LABEL_STAGE: STAGE, LABEL_RESOURCE: key })
-}
-
-fn named(key: &str, kind: Kind, name: String) -> Desired {
-    Desired {
-        key: key.to_string(),
-        kind,
-        name,
-        fields: BTreeMap::new(),
-        create_only: BTreeMap::new(),
-        deps: Vec::new(),
-    }
-}
-
-/// An ingress TCP rule on `group` from `peer` (a group key), port `port`.
-fn rule(group: &str, port: u16, peer: &str, description: &str) -> Desired {
-    let mut r = named(
-        &rule_key(group, "ingress", "tcp", Some(port), Some(port), &at(peer)),
-        Kind::SecurityGroupRule,
-        group.to_string(),
-    );
-    r.fields.insert("group".into(), json!(at(group)));
-    r.fields.insert("flow-direction".into(), json!("ingress"));
-    r.fields.insert("protocol".into(), json!("tcp"));
-    r.fields.insert("start-port".into(), json!(port));
-    r.fields.insert("end-port".into(), json!(port));
-    r.fields.insert("security-group".into(), json!(at(peer)));
-    r.create_only
-        .insert("description".into(), json!(description));
-    r.deps = vec![group.to_string(), peer.to_string()];
-    r.deps.dedup();
-    r
-}
-
-/// The key of a rule: its group and everything that identifies it (rules have no update
-/// call, so a changed rule is another rule).
-pub fn rule_key(
-    group: &str,
-    direction: &str,
-    protocol: &str,
-    start: Option<u16>,
-    end: Option<u16>,
-    peer: &str,
-) -> String {
-    let ports = match (start, end) {
-        (Some(s), Some(e)) if s == e => format!("-{s}"),
-        (Some(s), Some(e)) => format!("-{s}-{e}"),
-        _ => String::new(),
-    };
-    let peer = peer.trim_start_matches('@').replace(['/', ':', '.'], "_");
-    format!(
-        "rule-{}-{direction}-{protocol}{ports}-from-{peer}",
-        group.trim_start_matches("sg-")
-    )
-}
-
 /// The Vault members' user-data: cloud-config rendered by cloud-init's Jinja support
 /// from the instance's own metadata, so one pool user-data serves every member. No
-/// secrets: TLS material and keys arrive with the Vault stage.
+/// secrets: TLS material and keys arrive with the Vault stage. Which files hold the
+/// placeholders is the image's contract ([`vault_image`]).
 pub fn vault_user_data(p: &Platform) -> String {
     let cluster = format!("{}-vault", p.name);
     let eip = attr_ref("eip-vault", "ip");
-    let files =
-        "/etc/vault/server-conf.d/vault.hcl /etc/vault/agent-conf.d/vault.hcl /etc/default/vault";
     format!(
         "## template: jinja\n\
 #cloud-config\n\
@@ -115,11 +75,11 @@ manage_etc_hosts: false\n\
 hostname: {{{{ v1.local_hostname }}}}\n\
 fqdn: {{{{ v1.local_hostname }}}}.{domain}\n\
 write_files:\n\
-\x20 - path: /etc/vault/agent-conf.d/.role_id\n\
+\x20 - path: {role_id}\n\
 \x20   owner: vault:vault\n\
 \x20   permissions: \"0600\"\n\
 \x20   content: \"vault-server\\n\"\n\
-\x20 - path: /etc/vault/agent-conf.d/.instance_id\n\
+\x20 - path: {instance_id}\n\
 \x20   owner: vault:vault\n\
 \x20   permissions: \"0600\"\n\
 \x20   content: \"{{{{ v1.instance_id }}}}\\n\"\n\
@@ -127,7 +87,9 @@ runcmd:\n\
 \x20 - [sed, -i, -e, \"s/CLUSTER_NAME/{cluster}/g\", -e, \"s/CLUSTER_EIP_ADDRESS/{eip}/g\", -e, \"s/CLUSTER_MEMBER_ADDRESS/{{{{ ds.meta_data.public_ipv4 }}}}/g\", -e, \"s/CLUSTER_MEMBER_NAME/{{{{ v1.local_hostname }}}}/g\", -e, \"s/CLUSTER_DOMAIN_NAME/{domain}/g\", {files}]\n",
         name = p.name,
         domain = p.domain,
-        files = files.split(' ').collect::<Vec<_>>().join(", "),
+        role_id = vault_image::AGENT_ROLE_ID,
+        instance_id = vault_image::AGENT_INSTANCE_ID,
+        files = vault_image::PLACEHOLDER_FILES.join(", "),
     )
 }
 
@@ -135,7 +97,18 @@ runcmd:\n\
 pub fn desired(i: &BaseInputs) -> Result<Vec<Desired>, DeployError> {
     let p = i.platform;
     let n = |s: &str| format!("{}-{s}", p.name);
+    let labels = |key: &str| {
+        let mut l = Labels::forge(&p.name, STAGE, key);
+        l.0.insert(LABEL_LOCKFILE.into(), i.lockfile_label.clone());
+        l
+    };
     let mut out = Vec::new();
+    let mut push = |key: &str, spec: Spec| {
+        out.push(Desired {
+            key: key.to_string(),
+            spec,
+        })
+    };
 
     if let Some(key) = &i.ssh_public_key {
         let fingerprint = forge_exoscale::types::ssh_key_fingerprint(key).ok_or_else(|| {
@@ -144,96 +117,98 @@ pub fn desired(i: &BaseInputs) -> Result<Vec<Desired>, DeployError> {
                 p.ssh_public_key.as_deref().unwrap_or("ssh-public-key")
             ))
         })?;
-        let mut k = named("ssh-management", Kind::SshKey, n("management"));
-        k.fields.insert("fingerprint".into(), json!(fingerprint));
-        k.create_only.insert("public-key".into(), json!(key.trim()));
-        out.push(k);
+        push(
+            "ssh-management",
+            Spec::SshKey(SshKey {
+                name: n("management"),
+                fingerprint,
+                public_key: Some(key.trim().to_string()),
+            }),
+        );
     }
 
-    let mut operator = named("sg-operator", Kind::SecurityGroup, n("operator"));
-    let mut sources = p.admin_networks.clone();
-    sources.sort();
-    sources.dedup();
-    operator
-        .fields
-        .insert("external-sources".into(), json!(sources));
-    operator.create_only.insert(
-        "description".into(),
-        json!(format!("Operators of {} (admin-networks)", p.name)),
+    push(
+        "sg-operator",
+        Spec::SecurityGroup(SecurityGroup {
+            name: n("operator"),
+            description: Some(format!("Operators of {} (admin-networks)", p.name)),
+            external_sources: p.admin_networks.iter().cloned().collect(),
+        }),
     );
-    out.push(operator);
-
-    let mut server = named("sg-vault-server", Kind::SecurityGroup, n("vault-server"));
-    server.fields.insert("external-sources".into(), json!([]));
-    server.create_only.insert(
-        "description".into(),
-        json!(format!("Hashicorp Vault servers ({})", n("vault"))),
-    );
-    out.push(server);
-    let mut clients = named("sg-vault-clients", Kind::SecurityGroup, n("vault-clients"));
-    clients.fields.insert("external-sources".into(), json!([]));
-    clients.create_only.insert(
-        "description".into(),
-        json!(format!("Hashicorp Vault clients ({})", n("vault"))),
-    );
-    out.push(clients);
+    for (key, suffix, what) in [
+        ("sg-vault-server", "vault-server", "servers"),
+        ("sg-vault-clients", "vault-clients", "clients"),
+    ] {
+        push(
+            key,
+            Spec::SecurityGroup(SecurityGroup {
+                name: n(suffix),
+                description: Some(format!("Hashicorp Vault {what} ({})", n("vault"))),
+                external_sources: BTreeSet::new(),
+            }),
+        );
+    }
 
     // Spec §4.1.3, all ingress TCP on <P>-vault-server.
-    out.push(rule(
-        "sg-vault-server",
-        8200,
-        "sg-vault-server",
-        "Vault API between members",
-    ));
-    out.push(rule(
-        "sg-vault-server",
-        8201,
-        "sg-vault-server",
-        "Vault cluster (Raft) between members",
-    ));
-    out.push(rule(
-        "sg-vault-server",
-        22,
-        "sg-operator",
-        "SSH from the operators",
-    ));
-    out.push(rule(
-        "sg-vault-server",
-        8200,
-        "sg-vault-clients",
-        "Vault API from clients",
-    ));
-    out.push(rule(
-        "sg-vault-server",
-        8200,
-        "sg-operator",
-        "Vault API from the operators",
-    ));
-
-    if p.vault.anti_affinity {
-        let mut g = named("aag-vault", Kind::AntiAffinityGroup, n("vault"));
-        g.create_only.insert(
-            "description".into(),
-            json!(format!("Hashicorp Vault ({})", n("vault"))),
-        );
-        out.push(g);
+    for (port, peer, description) in [
+        (
+            vault_image::API_PORT,
+            "sg-vault-server",
+            "Vault API between members",
+        ),
+        (
+            vault_image::CLUSTER_PORT,
+            "sg-vault-server",
+            "Vault cluster (Raft) between members",
+        ),
+        (22, "sg-operator", "SSH from the operators"),
+        (
+            vault_image::API_PORT,
+            "sg-vault-clients",
+            "Vault API from clients",
+        ),
+        (
+            vault_image::API_PORT,
+            "sg-operator",
+            "Vault API from the operators",
+        ),
+    ] {
+        let rule = Rule::tcp_from("sg-vault-server", port, peer, description);
+        push(&rule.key(), Spec::SecurityGroupRule(rule));
     }
 
-    let mut eip = named("eip-vault", Kind::ElasticIp, n("vault"));
-    eip.fields.insert(
-        "description".into(),
-        json!(format!("Hashicorp Vault API endpoint {}", n("vault"))),
-    );
+    if p.vault.anti_affinity {
+        push(
+            "aag-vault",
+            Spec::AntiAffinityGroup(AntiAffinityGroup {
+                name: n("vault"),
+                description: Some(format!("Hashicorp Vault ({})", n("vault"))),
+            }),
+        );
+    }
+
     // Only the active, unsealed member answers 200 on /v1/sys/health, so the address follows
     // the leader. The health checker cannot be given the platform CA, hence skip-verify;
     // SNI still selects the cluster name.
-    let hc = json!({
-        "mode": "https", "port": 8200, "uri": "/v1/sys/health", "interval": 5, "timeout": 2,
-        "strikes-ok": 2, "strikes-fail": 2, "tls-sni": n("vault"), "tls-skip-verify": true,
-    });
-    flatten("healthcheck", &hc, &mut eip.fields);
-    eip.fields.insert("labels".into(), labels(p, "eip-vault"));
-    out.push(eip);
+    push(
+        "eip-vault",
+        Spec::ElasticIp(ElasticIp {
+            name: n("vault"),
+            description: Some(format!("Hashicorp Vault API endpoint {}", n("vault"))),
+            healthcheck: Some(ElasticIpHealthcheck {
+                mode: "https".into(),
+                port: i64::from(vault_image::API_PORT),
+                uri: Some(vault_image::HEALTH_PATH.into()),
+                interval: Some(5),
+                timeout: Some(2),
+                strikes_ok: Some(2),
+                strikes_fail: Some(2),
+                tls_sni: Some(n("vault")),
+                tls_skip_verify: Some(true),
+            }),
+            labels: labels("eip-vault"),
+        }),
+    );
 
     let type_id = i
         .instance_types
@@ -246,44 +221,33 @@ pub fn desired(i: &BaseInputs) -> Result<Vec<Desired>, DeployError> {
         })?;
     let user_data = vault_user_data(p);
     check_user_data(&pool_name(p, "vault"), &user_data)?;
-    let mut pool = named("pool-vault", Kind::InstancePool, n("vault"));
-    let f = &mut pool.fields;
-    f.insert(
-        "description".into(),
-        json!(format!("Hashicorp Vault ({})", n("vault"))),
-    );
-    f.insert("size".into(), json!(p.vault.size));
-    f.insert("instance-type".into(), json!(type_id));
-    f.insert("template".into(), json!(i.vault_template));
-    f.insert("disk-size".into(), json!(p.vault.disk_size));
-    f.insert("instance-prefix".into(), json!(n("vault")));
-    f.insert("public-ip-assignment".into(), json!("dual"));
-    f.insert("security-groups".into(), json!([at("sg-vault-server")]));
-    f.insert("elastic-ips".into(), json!([at("eip-vault")]));
-    let mut deps = vec!["sg-vault-server".to_string(), "eip-vault".to_string()];
+    let mut anti_affinity_groups = BTreeSet::new();
     if p.vault.anti_affinity {
-        f.insert("anti-affinity-groups".into(), json!([at("aag-vault")]));
-        deps.push("aag-vault".into());
-    } else {
-        f.insert("anti-affinity-groups".into(), json!([]));
+        anti_affinity_groups.insert(Ref::key("aag-vault"));
     }
-    if i.ssh_public_key.is_some() {
-        f.insert("ssh-key".into(), json!(at("ssh-management")));
-        deps.push("ssh-management".into());
-    } else {
-        f.insert("ssh-key".into(), Value::Null);
-    }
-    f.insert("user-data".into(), json!(user_data));
-    f.insert("labels".into(), labels(p, "pool-vault"));
-    pool.deps = deps;
-    out.push(pool);
-
-    // The lockfile label goes on everything that has labels.
-    for d in &mut out {
-        if let Some(Value::Object(l)) = d.fields.get_mut("labels") {
-            l.insert(LABEL_LOCKFILE.into(), json!(i.lockfile_label));
-        }
-    }
+    push(
+        "pool-vault",
+        Spec::InstancePool(InstancePool {
+            name: n("vault"),
+            description: Some(format!("Hashicorp Vault ({})", n("vault"))),
+            size: i64::from(p.vault.size),
+            instance_type: Some(type_id.clone()),
+            template: Some(i.vault_template.clone()),
+            disk_size: Some(i64::from(p.vault.disk_size)),
+            instance_prefix: Some(n("vault")),
+            public_ip_assignment: Some("dual".into()),
+            anti_affinity_groups,
+            elastic_ips: BTreeSet::from([Ref::key("eip-vault")]),
+            private_networks: BTreeSet::new(),
+            security_groups: BTreeSet::from([Ref::key("sg-vault-server")]),
+            ssh_key: i
+                .ssh_public_key
+                .as_ref()
+                .map(|_| Ref::key("ssh-management")),
+            user_data: Some(UserData(user_data)),
+            labels: labels("pool-vault"),
+        }),
+    );
     Ok(out)
 }
 

@@ -1,32 +1,98 @@
 //! forge's deploy stage for cloud resources.
 //!
-//! A typed resource graph built from platform.toml and the lockfile ([`base::desired`]) is
-//! compared with what exists ([`cloud::read`]: resources are found by deterministic names
-//! and forge labels, so there is no state file to lose) into a [`plan::Plan`], which
-//! [`apply`] carries out in dependency order, re-planning after failures until nothing is
-//! left to do.
+//! One pipeline, read → desired → resolve → diff → execute: typed resources built from
+//! platform.toml and the lockfile ([`base::desired`], one type per kind in [`resource`])
+//! are compared field by field with what exists ([`observe::read`]: resources are found
+//! by deterministic names and forge labels, so there is no state file to lose) into a
+//! [`plan::Plan`], which [`apply`] carries out in dependency order ([`execute`]),
+//! re-planning after failures until nothing is left to do. Errors carry a
+//! [`ErrorKind`]; progress goes out as typed [`Event`]s.
 
 pub mod base;
-pub mod cloud;
+pub mod diff;
 pub mod error;
+pub mod execute;
+pub mod observe;
 pub mod plan;
 pub mod resource;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use forge_exoscale::Client;
 use forge_project::{Locked, Project};
 use forge_schema::platform::Platform;
 
-pub use cloud::Reporter;
-pub use error::DeployError;
-pub use plan::Plan;
+pub use error::{DeployError, ErrorKind};
+pub use plan::{Action, Plan};
+use resource::{Kind, Template};
+
+/// Something an apply did or met, for progress output.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A round after the first, with this many changes left.
+    Round { round: u32, left: usize },
+    /// A change carried out.
+    Done {
+        action: Action,
+        kind: Kind,
+        name: &'a str,
+        key: &'a str,
+    },
+    /// A change (or a round's read, with `key` `None`) failed; `retry` tells whether a
+    /// later round tries again.
+    Failed {
+        key: Option<&'a str>,
+        error: &'a DeployError,
+        retry: bool,
+    },
+}
+
+impl Event<'_> {
+    /// The event as a progress line (`+ created instance-pool p-vault (pool-vault)`).
+    pub fn line(&self) -> String {
+        match self {
+            Event::Round { round, left } => format!("round {round}: {left} change(s) left"),
+            Event::Done {
+                action,
+                kind,
+                name,
+                key,
+            } => {
+                let sign = match action {
+                    Action::Delete => "-",
+                    Action::Update => "~",
+                    Action::Create | Action::Replace => "+",
+                };
+                format!("{sign} {} {kind} {name} ({key})", action.done())
+            }
+            Event::Failed {
+                key: Some(key),
+                error,
+                ..
+            } => format!("{key}: {error}"),
+            Event::Failed {
+                key: None, error, ..
+            } => format!("reading what exists: {error}"),
+        }
+    }
+
+    /// Whether the event is a failure (shown as a warning while a later round may fix
+    /// it).
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Event::Failed { .. })
+    }
+}
+
+/// Receives an apply's events (the CLI prints them).
+pub type Reporter = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
 
 /// The inputs of the base stage besides the API.
 #[derive(Debug, Clone)]
 pub struct BaseRequest {
     pub platform: Platform,
-    /// The Vault template id in the platform's zone; `None` when only destroying.
+    /// The Vault template id in the platform's zone; `None` before `forge publish` (a plan
+    /// shows it as unknown) and when only destroying.
     pub vault_template: Option<String>,
     pub ssh_public_key: Option<String>,
     pub lockfile_label: String,
@@ -90,13 +156,15 @@ impl BaseRequest {
 
 fn desired(
     req: &BaseRequest,
-    inv: &cloud::Inventory,
+    inv: &observe::Inventory,
 ) -> Result<Vec<resource::Desired>, DeployError> {
     // Unpublished, the template shows as unknown in a plan; `apply` refuses before this.
-    let template = req
-        .vault_template
-        .clone()
-        .unwrap_or_else(|| base::attr_ref("publish", &req.platform.vault.image));
+    let template = match &req.vault_template {
+        Some(id) => Template::Id(id.clone()),
+        None => Template::Unpublished {
+            image: req.platform.vault.image.clone(),
+        },
+    };
     let inputs = base::BaseInputs {
         platform: &req.platform,
         vault_template: template,
@@ -104,33 +172,28 @@ fn desired(
         ssh_public_key: req.ssh_public_key.clone(),
         lockfile_label: req.lockfile_label.clone(),
     };
-    let d = base::desired(&inputs)?;
-    Ok(d.iter().map(|d| cloud::resolve(d, &inv.attrs)).collect())
+    let mut want = base::desired(&inputs)?;
+    for d in &mut want {
+        d.spec.resolve(&inv.attrs);
+    }
+    Ok(want)
+}
+
+fn diff_stage(p: &Platform, want: &[resource::Desired], inv: &observe::Inventory) -> Plan {
+    plan::diff(base::STAGE, &p.name, &p.zone, want, &inv.actual)
 }
 
 /// What `forge plan --stage base` shows.
 pub async fn plan(client: &Client, req: &BaseRequest) -> Result<Plan, DeployError> {
-    let inv = cloud::read(client, &req.platform.name, base::STAGE).await?;
+    let inv = observe::read(client, &req.platform.name, &base::SCOPE).await?;
     let want = desired(req, &inv)?;
-    Ok(plan::diff(
-        base::STAGE,
-        &req.platform.name,
-        &req.platform.zone,
-        &want,
-        &inv.actual,
-    ))
+    Ok(diff_stage(&req.platform, &want, &inv))
 }
 
 /// The plan that removes every resource of the stage.
 pub async fn destroy_plan(client: &Client, platform: &Platform) -> Result<Plan, DeployError> {
-    let inv = cloud::read(client, &platform.name, base::STAGE).await?;
-    Ok(plan::diff(
-        base::STAGE,
-        &platform.name,
-        &platform.zone,
-        &[],
-        &inv.actual,
-    ))
+    let inv = observe::read(client, &platform.name, &base::SCOPE).await?;
+    Ok(diff_stage(platform, &[], &inv))
 }
 
 /// How `apply` runs.
@@ -153,7 +216,9 @@ pub struct ApplyReport {
     pub recovered: usize,
 }
 
-/// Applies the base stage (or, with `destroy`, removes it) until the plan is empty.
+/// Applies the base stage (or, with `destroy`, removes it) until the plan is empty:
+/// each round reads what exists, plans, and carries out the plan; failures a later round
+/// may fix ([`DeployError::retryable`]) are tried again, others end the apply at once.
 pub async fn apply(
     client: &Client,
     req: &BaseRequest,
@@ -172,10 +237,14 @@ pub async fn apply(
         report.rounds = round;
         // A read that fails for a passing reason (its retries spent) costs this round,
         // not the apply.
-        let inv = match cloud::read(client, &req.platform.name, base::STAGE).await {
+        let inv = match observe::read(client, &req.platform.name, &base::SCOPE).await {
             Ok(inv) => inv,
-            Err(e) if transient(&e) && round < opts.max_rounds => {
-                (opts.report)(&format!("! reading what exists: {e}"));
+            Err(e) if e.kind() == ErrorKind::Transient && round < opts.max_rounds => {
+                (opts.report)(&Event::Failed {
+                    key: None,
+                    error: &e,
+                    retry: true,
+                });
                 last_errors = vec![format!("  reading what exists: {e}")];
                 continue;
             }
@@ -186,47 +255,41 @@ pub async fn apply(
         } else {
             desired(req, &inv)?
         };
-        let plan = plan::diff(
-            base::STAGE,
-            &req.platform.name,
-            &req.platform.zone,
-            &want,
-            &inv.actual,
-        );
+        let plan = diff_stage(&req.platform, &want, &inv);
         if plan.is_empty() {
             return Ok(report);
         }
         if round > 1 {
-            (opts.report)(&format!(
-                "round {round}: {} change(s) left",
-                plan.changes.len()
-            ));
+            (opts.report)(&Event::Round {
+                round,
+                left: plan.changes.len(),
+            });
         }
-        let failures = cloud::execute(client, &plan, &inv, opts.jobs, &opts.report).await;
+        let failures = execute::execute(client, &plan, &inv, opts.jobs, &opts.report).await;
         report.recovered += failures.len();
-        let failed: Vec<&String> = failures.iter().map(|(k, _)| k).collect();
         for c in &plan.changes {
-            if !failed.contains(&&c.key) {
-                *report
-                    .done
-                    .entry(format!("{:?}", c.action).to_lowercase())
-                    .or_default() += 1;
+            if !failures.iter().any(|f| f.key == c.key) {
+                *report.done.entry(c.action.key().to_string()).or_default() += 1;
             }
         }
-        for (key, e) in &failures {
-            (opts.report)(&format!("! {key}: {e}"));
+        for f in &failures {
+            (opts.report)(&Event::Failed {
+                key: Some(&f.key),
+                error: &f.error,
+                retry: f.error.retryable(f.action),
+            });
         }
         // A failure that no retry can fix ends the apply at once.
-        if let Some((_, e)) = failures.iter().find(|(_, e)| !transient(e)) {
-            return Err(DeployError::Input(format!("{e}")));
+        if let Some(f) = failures.iter().find(|f| !f.error.retryable(f.action)) {
+            return Err(DeployError::Input(format!("{}: {}", f.key, f.error)));
         }
         if failures.is_empty() {
             // Every change went through; no need to read everything again to know it.
             return Ok(report);
         }
         last_errors = failures
-            .into_iter()
-            .map(|(k, e)| format!("  {k}: {e}"))
+            .iter()
+            .map(|f| format!("  {}: {}", f.key, f.error))
             .collect();
     }
     Err(DeployError::NotConverged {
@@ -234,18 +297,6 @@ pub async fn apply(
         rounds: opts.max_rounds,
         errors: last_errors.join("\n"),
     })
-}
-
-fn transient(e: &DeployError) -> bool {
-    match e {
-        // A group still "in use" just after its pool was deleted frees up shortly.
-        DeployError::Api { what, source } => {
-            source.is_transient() || (source.status() == Some(409) && what.starts_with("deleting"))
-        }
-        // A dependency that failed in this round is created in the next.
-        DeployError::Input(m) => m.contains("does not exist yet"),
-        DeployError::NotConverged { .. } | DeployError::Project(_) => false,
-    }
 }
 
 /// The Vault pool's instances and the Vault elastic IP, as the Vault stage needs them.
@@ -259,20 +310,20 @@ pub struct VaultHosts {
 /// Finds the running members of `<P>-vault` and the EIP of the base stage.
 pub async fn vault_hosts(client: &Client, p: &Platform) -> Result<VaultHosts, DeployError> {
     let pool_name = format!("{}-vault", p.name);
-    let pools = cloud::api("list instance pools", client.list_instance_pools().await)?;
+    let pools = observe::api("list instance pools", client.list_instance_pools().await)?;
     let Some(pool) = pools.iter().find(|x| x.name == pool_name) else {
         return Ok(VaultHosts::default());
     };
     let ids: std::collections::BTreeSet<&str> =
         pool.instances.iter().map(|i| i.id.as_str()).collect();
     let mut members: Vec<(String, std::net::IpAddr)> =
-        cloud::api("list instances", client.list_instances().await)?
+        observe::api("list instances", client.list_instances().await)?
             .into_iter()
             .filter(|i| ids.contains(i.id.as_str()))
             .filter_map(|i| Some((i.name?, i.public_ip?.parse().ok()?)))
             .collect();
     members.sort();
-    let eip = cloud::api("list elastic IPs", client.list_elastic_ips().await)?
+    let eip = observe::api("list elastic IPs", client.list_elastic_ips().await)?
         .into_iter()
         .find(|e| {
             e.labels.get(resource::LABEL_PLATFORM).map(String::as_str) == Some(p.name.as_str())

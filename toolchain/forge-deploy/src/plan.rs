@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::resource::{Actual, Desired, Kind, LABEL_LOCKFILE};
+pub use crate::diff::FieldChange;
+use crate::resource::{Actual, Desired, InstancePool, Kind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -17,6 +18,34 @@ pub enum Action {
 }
 
 impl Action {
+    /// What forge is doing, for messages (`creating`).
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Create | Action::Replace => "creating",
+            Action::Update => "updating",
+            Action::Delete => "deleting",
+        }
+    }
+
+    /// What forge did, for progress lines (`created`).
+    pub fn done(self) -> &'static str {
+        match self {
+            Action::Create | Action::Replace => "created",
+            Action::Update => "updated",
+            Action::Delete => "deleted",
+        }
+    }
+
+    /// The key of this action in an apply report's counts.
+    pub fn key(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+        }
+    }
+
     fn symbol(self) -> &'static str {
         match self {
             Action::Create => "+",
@@ -25,15 +54,6 @@ impl Action {
             Action::Delete => "-",
         }
     }
-}
-
-/// One field's change.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FieldChange {
-    pub field: String,
-    pub old: Option<Value>,
-    pub new: Option<Value>,
-    pub forces_replacement: bool,
 }
 
 /// One resource's change.
@@ -75,31 +95,6 @@ pub struct Summary {
 /// Text shown for a value not known until another resource exists.
 pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
 
-fn strip_lockfile_label(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Value::Object(m) = &mut v {
-        m.remove(LABEL_LOCKFILE);
-    }
-    v
-}
-
-fn same(field: &str, want: &Value, have: Option<&Value>) -> bool {
-    let have = have.cloned().unwrap_or(Value::Null);
-    if field == "labels" {
-        return strip_lockfile_label(want) == strip_lockfile_label(&have);
-    }
-    match (want, &have) {
-        // Lists of references and CIDRs compare as sets.
-        (Value::Array(a), Value::Array(b)) => {
-            let a: BTreeSet<String> = a.iter().map(Value::to_string).collect();
-            let b: BTreeSet<String> = b.iter().map(Value::to_string).collect();
-            a == b
-        }
-        (Value::Array(a), Value::Null) => a.is_empty(),
-        _ => *want == have,
-    }
-}
-
 /// Compares desired resources (already resolved) with the platform's existing ones.
 pub fn diff(
     stage: &str,
@@ -119,37 +114,17 @@ pub fn diff(
         let Some(a) = found else {
             changes.push(Change {
                 action: Action::Create,
-                kind: d.kind,
+                kind: d.spec.kind(),
                 key: d.key.clone(),
-                name: d.name.clone(),
+                name: d.spec.name().to_string(),
                 id: None,
-                fields: d
-                    .fields
-                    .iter()
-                    .filter(|(_, v)| !v.is_null())
-                    .map(|(k, v)| FieldChange {
-                        field: k.clone(),
-                        old: None,
-                        new: Some(v.clone()),
-                        forces_replacement: false,
-                    })
-                    .collect(),
+                fields: d.spec.diff(None),
                 desired: Some(d.clone()),
                 actual: None,
             });
             continue;
         };
-        let mut fields = Vec::new();
-        for (k, want) in &d.fields {
-            if !same(k, want, a.fields.get(k)) {
-                fields.push(FieldChange {
-                    field: k.clone(),
-                    old: a.fields.get(k).cloned(),
-                    new: Some(want.clone()),
-                    forces_replacement: d.kind.forces_replacement(k),
-                });
-            }
-        }
+        let fields = d.spec.diff(Some(&a.spec));
         if !fields.is_empty() {
             let replace = fields.iter().any(|f| f.forces_replacement);
             changes.push(Change {
@@ -158,9 +133,9 @@ pub fn diff(
                 } else {
                     Action::Update
                 },
-                kind: d.kind,
+                kind: d.spec.kind(),
                 key: d.key.clone(),
-                name: d.name.clone(),
+                name: d.spec.name().to_string(),
                 id: Some(a.id.clone()),
                 fields,
                 desired: Some(d.clone()),
@@ -174,9 +149,9 @@ pub fn diff(
         for a in list.iter().skip(skip) {
             changes.push(Change {
                 action: Action::Delete,
-                kind: a.kind,
+                kind: a.spec.kind(),
                 key: a.key.clone(),
-                name: a.name.clone(),
+                name: a.spec.name().to_string(),
                 id: Some(a.id.clone()),
                 fields: Vec::new(),
                 desired: None,
@@ -265,10 +240,7 @@ impl Plan {
                 }
                 if c.action == Action::Update
                     && c.kind == Kind::InstancePool
-                    && matches!(
-                        f.field.as_str(),
-                        "template" | "instance-type" | "disk-size" | "user-data"
-                    )
+                    && InstancePool::MEMBER_FIELDS.contains(&f.field.as_str())
                 {
                     out.push_str("        (applies to members created from now on; existing members keep theirs)\n");
                 }

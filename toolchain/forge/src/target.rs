@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use forge_deploy::{ApplyReport, Reporter};
+use forge_deploy::{ApplyReport, Event, Reporter};
 use forge_exoscale::Client;
 use forge_project::{LockState, Locked, Project};
 use forge_schema::platform::Platform;
@@ -42,13 +42,14 @@ pub fn cloud<S: LockState>(g: &Globals, project: &Project<S>) -> Result<(CloudSe
 /// later round may still fix show as warnings.
 pub fn reporter(printer: &Printer) -> Reporter {
     let printer = printer.clone();
-    std::sync::Arc::new(move |line: &str| {
+    std::sync::Arc::new(move |event: &Event<'_>| {
         if printer.json() || printer.verbosity() == Verbosity::Quiet {
             return;
         }
-        match line.strip_prefix("! ") {
-            Some(failure) => printer.warn(failure),
-            None => printer.eprintln(line),
+        if event.is_failure() {
+            printer.warn(&event.line());
+        } else {
+            printer.eprintln(&event.line());
         }
     })
 }
