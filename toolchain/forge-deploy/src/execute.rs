@@ -2,7 +2,7 @@
 //! dependency order, up to `jobs` calls at a time, each through the typed API call of its
 //! kind.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -17,7 +17,10 @@ use futures_util::StreamExt as _;
 use crate::error::DeployError;
 use crate::observe::Inventory;
 use crate::plan::{Action, Change, Plan};
-use crate::resource::{Attributes, InstancePool, Kind, Peer, Ref, Spec};
+use crate::resource::{
+    AntiAffinityGroup, Attributes, ElasticIp, InstancePool, Kind, LoadBalancer,
+    LoadBalancerService, Peer, PrivateNetwork, Ref, Rule, SecurityGroup, Spec, SshKey,
+};
 use crate::{Event, Reporter};
 
 /// Exoscale's limit on the base64-encoded user-data (API-NOTES §8).
@@ -301,226 +304,355 @@ fn pool_spec(
     Ok(spec)
 }
 
+/// What a create or update works with.
+struct Put<'a> {
+    client: &'a Client,
+    change: &'a Change,
+    key: &'a str,
+    live: &'a Shared,
+}
+
+impl Put<'_> {
+    fn err(&self, e: forge_exoscale::Error) -> DeployError {
+        DeployError::action(self.change.action, self.change.kind, &self.change.name, e)
+    }
+
+    fn remember(&self, id: &str) {
+        remember(self.live, self.key, id);
+    }
+}
+
 async fn create_or_update(client: &Client, c: &Change, live: &Shared) -> Result<(), DeployError> {
     let Some(d) = &c.desired else { return Ok(()) };
     let mut spec = d.spec.clone();
     if let Ok(l) = live.lock() {
         spec.resolve(&l.attrs);
     }
-    let action = c.action;
-    let err = |e| DeployError::action(action, c.kind, &c.name, e);
+    let put = Put {
+        client,
+        change: c,
+        key: &d.key,
+        live,
+    };
     // A replace creates anew; only an update works on what exists.
     let have = c
         .actual
         .as_ref()
-        .filter(|_| action == Action::Update)
-        .map(|a| (&a.id, &a.spec));
-    match (&spec, have) {
-        (Spec::SshKey(k), _) => {
-            let public_key = k.public_key.clone().ok_or_else(|| {
-                DeployError::Input(format!("SSH key {} has no public key to register", k.name))
-            })?;
-            let body = CreateSshKey {
-                name: k.name.clone(),
-                public_key,
-            };
-            client.create_ssh_key(&body).await.map_err(err)?;
-            remember(live, &d.key, &k.name);
+        .filter(|_| c.action == Action::Update)
+        .map(|a| (a.id.as_str(), &a.spec));
+    let id = have.map(|(id, _)| id);
+    match (&spec, have.map(|(_, s)| s)) {
+        (Spec::SshKey(k), _) => ssh_key(&put, k).await,
+        (Spec::PrivateNetwork(n), _) => private_network(&put, n, id).await,
+        (Spec::SecurityGroup(g), Some(Spec::SecurityGroup(h))) => {
+            security_group(&put, g, id, &h.external_sources).await
         }
-        (Spec::PrivateNetwork(n), have) => {
-            let body = PrivateNetworkSpec {
-                name: Some(n.name.clone()),
-                description: n.description.clone(),
-                netmask: n.netmask.clone(),
-                start_ip: n.start_ip.clone(),
-                end_ip: n.end_ip.clone(),
-                labels: Some(n.labels.0.clone()),
-            };
-            match have {
-                Some((id, _)) => {
-                    client
-                        .update_private_network(id, &body)
-                        .await
-                        .map_err(err)?;
-                }
-                None => {
-                    let r = client.create_private_network(&body).await.map_err(err)?;
-                    remember(live, &d.key, &r.id);
-                }
-            }
-        }
-        (Spec::SecurityGroup(g), have) => {
-            let (id, had) = match have {
-                Some((id, Spec::SecurityGroup(h))) => (id.clone(), h.external_sources.clone()),
-                _ => {
-                    let body = CreateNamed {
-                        name: g.name.clone(),
-                        description: g.description.clone(),
-                    };
-                    let r = client.create_security_group(&body).await.map_err(err)?;
-                    remember(live, &d.key, &r.id);
-                    (r.id, Default::default())
-                }
-            };
-            for cidr in g.external_sources.difference(&had) {
-                source_goal(client.security_group_source(&id, cidr, true).await, 409)
-                    .map_err(err)?;
-            }
-            for cidr in had.difference(&g.external_sources) {
-                source_goal(client.security_group_source(&id, cidr, false).await, 404)
-                    .map_err(err)?;
-            }
-        }
-        (Spec::SecurityGroupRule(r), _) => {
-            let group = id_of(live, &r.group)?;
-            let (network, security_group) = match &r.peer {
-                Peer::Network(n) => (Some(n.clone()), None),
-                Peer::Group(g) => (
-                    None,
-                    Some(SecurityGroupPeer {
-                        id: Some(id_of(live, g)?),
-                        name: None,
-                        visibility: None,
-                    }),
-                ),
-                Peer::Public(name) => (
-                    None,
-                    Some(SecurityGroupPeer {
-                        id: None,
-                        name: Some(name.clone()),
-                        visibility: Some("public".into()),
-                    }),
-                ),
-            };
-            let rule = SecurityGroupRule {
-                id: None,
-                description: r.description.clone(),
-                flow_direction: r.direction.as_str().to_string(),
-                protocol: r.protocol.as_str().to_string(),
-                start_port: r.start_port.map(i64::from),
-                end_port: r.end_port.map(i64::from),
-                network,
-                security_group,
-            };
-            client
-                .add_security_group_rule(&group, &rule)
+        (Spec::SecurityGroup(g), _) => security_group(&put, g, None, &BTreeSet::new()).await,
+        (Spec::SecurityGroupRule(r), _) => security_group_rule(&put, r).await,
+        (Spec::AntiAffinityGroup(g), _) => anti_affinity_group(&put, g).await,
+        (Spec::ElasticIp(e), _) => elastic_ip(&put, e, id).await,
+        (Spec::InstancePool(p), Some(Spec::InstancePool(h))) => match id {
+            Some(id) => update_pool(&put, p, h, id).await,
+            None => create_pool(&put, p).await,
+        },
+        (Spec::InstancePool(p), _) => create_pool(&put, p).await,
+        (Spec::LoadBalancer(l), _) => load_balancer(&put, l, id).await,
+        (Spec::LoadBalancerService(s), _) => load_balancer_service(&put, s, id).await,
+    }
+}
+
+async fn ssh_key(put: &Put<'_>, k: &SshKey) -> Result<(), DeployError> {
+    let public_key = k.public_key.clone().ok_or_else(|| {
+        DeployError::Input(format!("SSH key {} has no public key to register", k.name))
+    })?;
+    let body = CreateSshKey {
+        name: k.name.clone(),
+        public_key,
+    };
+    put.client
+        .create_ssh_key(&body)
+        .await
+        .map_err(|e| put.err(e))?;
+    // An SSH key's id is its name.
+    put.remember(&k.name);
+    Ok(())
+}
+
+async fn private_network(
+    put: &Put<'_>,
+    n: &PrivateNetwork,
+    id: Option<&str>,
+) -> Result<(), DeployError> {
+    let body = PrivateNetworkSpec {
+        name: Some(n.name.clone()),
+        description: n.description.clone(),
+        netmask: n.netmask.clone(),
+        start_ip: n.start_ip.clone(),
+        end_ip: n.end_ip.clone(),
+        labels: Some(n.labels.0.clone()),
+    };
+    match id {
+        Some(id) => {
+            put.client
+                .update_private_network(id, &body)
                 .await
-                .map_err(err)?;
+                .map_err(|e| put.err(e))?;
         }
-        (Spec::AntiAffinityGroup(g), _) => {
+        None => {
+            let r = put
+                .client
+                .create_private_network(&body)
+                .await
+                .map_err(|e| put.err(e))?;
+            put.remember(&r.id);
+        }
+    }
+    Ok(())
+}
+
+/// Creates the group (without `id`), then brings its external sources from `had` to
+/// what is wanted.
+async fn security_group(
+    put: &Put<'_>,
+    g: &SecurityGroup,
+    id: Option<&str>,
+    had: &BTreeSet<String>,
+) -> Result<(), DeployError> {
+    let id = match id {
+        Some(id) => id.to_string(),
+        None => {
             let body = CreateNamed {
                 name: g.name.clone(),
                 description: g.description.clone(),
             };
-            let r = client
-                .create_anti_affinity_group(&body)
+            let r = put
+                .client
+                .create_security_group(&body)
                 .await
-                .map_err(err)?;
-            remember(live, &d.key, &r.id);
+                .map_err(|e| put.err(e))?;
+            put.remember(&r.id);
+            r.id
         }
-        (Spec::ElasticIp(e), have) => {
-            let body = ElasticIpSpec {
-                addressfamily: have.is_none().then(|| "inet4".to_string()),
-                description: e.description.clone(),
-                healthcheck: e.healthcheck.clone(),
-                labels: Some(e.labels.0.clone()),
-            };
-            let id = match have {
-                Some((id, _)) => {
-                    client.update_elastic_ip(id, &body).await.map_err(err)?;
-                    id.clone()
-                }
-                None => {
-                    let r = client.create_elastic_ip(&body).await.map_err(err)?;
-                    remember(live, &d.key, &r.id);
-                    r.id
-                }
-            };
-            let eip = client.get_elastic_ip(&id).await.map_err(err)?;
-            remember_ip(live, &d.key, eip.ip);
-        }
-        (Spec::InstancePool(p), have) => match have {
-            Some((id, Spec::InstancePool(h))) => {
-                if p.ssh_key.is_none() && h.ssh_key.is_some() {
-                    client
-                        .reset_instance_pool_field(id, "ssh-key")
-                        .await
-                        .map_err(err)?;
-                }
-                let fields = pool_spec(p, Some(h), live)?;
-                if fields != InstancePoolSpec::default() {
-                    client
-                        .update_instance_pool(id, &fields)
-                        .await
-                        .map_err(err)?;
-                }
-                if p.size != h.size {
-                    client.scale_instance_pool(id, p.size).await.map_err(err)?;
-                }
-            }
-            _ => {
-                let mut body = pool_spec(p, None, live)?;
-                body.name = Some(p.name.clone());
-                body.size = Some(p.size);
-                let r = client.create_instance_pool(&body).await.map_err(err)?;
-                remember(live, &d.key, &r.id);
-            }
-        },
-        (Spec::LoadBalancer(l), have) => {
-            let body = LoadBalancerSpec {
-                name: Some(l.name.clone()),
-                description: l.description.clone(),
-                labels: Some(l.labels.0.clone()),
-            };
-            let id = match have {
-                Some((id, _)) => {
-                    client.update_load_balancer(id, &body).await.map_err(err)?;
-                    id.clone()
-                }
-                None => {
-                    let r = client.create_load_balancer(&body).await.map_err(err)?;
-                    remember(live, &d.key, &r.id);
-                    r.id
-                }
-            };
-            let lb = client.get_load_balancer(&id).await.map_err(err)?;
-            remember_ip(live, &d.key, lb.ip);
-        }
-        (Spec::LoadBalancerService(s), have) => {
-            let lb = id_of(live, &s.load_balancer)?;
-            let healthcheck = s.healthcheck.clone().ok_or_else(|| {
-                DeployError::Input(format!(
-                    "load balancer service {} has no health check",
-                    s.name
-                ))
-            })?;
-            let body = ApiService {
+    };
+    for cidr in g.external_sources.difference(had) {
+        source_goal(put.client.security_group_source(&id, cidr, true).await, 409)
+            .map_err(|e| put.err(e))?;
+    }
+    for cidr in had.difference(&g.external_sources) {
+        source_goal(
+            put.client.security_group_source(&id, cidr, false).await,
+            404,
+        )
+        .map_err(|e| put.err(e))?;
+    }
+    Ok(())
+}
+
+async fn security_group_rule(put: &Put<'_>, r: &Rule) -> Result<(), DeployError> {
+    let group = id_of(put.live, &r.group)?;
+    let (network, security_group) = match &r.peer {
+        Peer::Network(n) => (Some(n.clone()), None),
+        Peer::Group(g) => (
+            None,
+            Some(SecurityGroupPeer {
+                id: Some(id_of(put.live, g)?),
+                name: None,
+                visibility: None,
+            }),
+        ),
+        Peer::Public(name) => (
+            None,
+            Some(SecurityGroupPeer {
                 id: None,
-                name: s.name.clone(),
-                description: s.description.clone(),
-                instance_pool: IdRef::new(id_of(live, &s.instance_pool)?),
-                protocol: s.protocol.clone(),
-                strategy: s.strategy.clone(),
-                port: i64::from(s.port),
-                target_port: i64::from(s.target_port),
-                healthcheck,
-                state: None,
-            };
-            match have {
-                Some((id, _)) => {
-                    let service = id.split_once('/').map_or(id.as_str(), |(_, s)| s);
-                    client
-                        .update_load_balancer_service(&lb, service, &body)
-                        .await
-                        .map_err(err)?;
-                }
-                None => {
-                    client
-                        .add_load_balancer_service(&lb, &body)
-                        .await
-                        .map_err(err)?;
-                }
-            }
+                name: Some(name.clone()),
+                visibility: Some("public".into()),
+            }),
+        ),
+    };
+    let rule = SecurityGroupRule {
+        id: None,
+        description: r.description.clone(),
+        flow_direction: r.direction.as_str().to_string(),
+        protocol: r.protocol.as_str().to_string(),
+        start_port: r.start_port.map(i64::from),
+        end_port: r.end_port.map(i64::from),
+        network,
+        security_group,
+    };
+    put.client
+        .add_security_group_rule(&group, &rule)
+        .await
+        .map_err(|e| put.err(e))?;
+    Ok(())
+}
+
+async fn anti_affinity_group(put: &Put<'_>, g: &AntiAffinityGroup) -> Result<(), DeployError> {
+    let body = CreateNamed {
+        name: g.name.clone(),
+        description: g.description.clone(),
+    };
+    let r = put
+        .client
+        .create_anti_affinity_group(&body)
+        .await
+        .map_err(|e| put.err(e))?;
+    put.remember(&r.id);
+    Ok(())
+}
+
+async fn elastic_ip(put: &Put<'_>, e: &ElasticIp, id: Option<&str>) -> Result<(), DeployError> {
+    let body = ElasticIpSpec {
+        addressfamily: id.is_none().then(|| "inet4".to_string()),
+        description: e.description.clone(),
+        healthcheck: e.healthcheck.clone(),
+        labels: Some(e.labels.0.clone()),
+    };
+    let id = match id {
+        Some(id) => {
+            put.client
+                .update_elastic_ip(id, &body)
+                .await
+                .map_err(|e| put.err(e))?;
+            id.to_string()
+        }
+        None => {
+            let r = put
+                .client
+                .create_elastic_ip(&body)
+                .await
+                .map_err(|e| put.err(e))?;
+            put.remember(&r.id);
+            r.id
+        }
+    };
+    // Its address is what the pools' user-data waits for.
+    let eip = put
+        .client
+        .get_elastic_ip(&id)
+        .await
+        .map_err(|e| put.err(e))?;
+    remember_ip(put.live, put.key, eip.ip);
+    Ok(())
+}
+
+async fn create_pool(put: &Put<'_>, p: &InstancePool) -> Result<(), DeployError> {
+    let mut body = pool_spec(p, None, put.live)?;
+    body.name = Some(p.name.clone());
+    body.size = Some(p.size);
+    let r = put
+        .client
+        .create_instance_pool(&body)
+        .await
+        .map_err(|e| put.err(e))?;
+    put.remember(&r.id);
+    Ok(())
+}
+
+/// Sends only what changed: the fields in one update, the size by scaling, a removed SSH
+/// key by resetting the field.
+async fn update_pool(
+    put: &Put<'_>,
+    p: &InstancePool,
+    h: &InstancePool,
+    id: &str,
+) -> Result<(), DeployError> {
+    if p.ssh_key.is_none() && h.ssh_key.is_some() {
+        put.client
+            .reset_instance_pool_field(id, "ssh-key")
+            .await
+            .map_err(|e| put.err(e))?;
+    }
+    let fields = pool_spec(p, Some(h), put.live)?;
+    if fields != InstancePoolSpec::default() {
+        put.client
+            .update_instance_pool(id, &fields)
+            .await
+            .map_err(|e| put.err(e))?;
+    }
+    if p.size != h.size {
+        put.client
+            .scale_instance_pool(id, p.size)
+            .await
+            .map_err(|e| put.err(e))?;
+    }
+    Ok(())
+}
+
+async fn load_balancer(
+    put: &Put<'_>,
+    l: &LoadBalancer,
+    id: Option<&str>,
+) -> Result<(), DeployError> {
+    let body = LoadBalancerSpec {
+        name: Some(l.name.clone()),
+        description: l.description.clone(),
+        labels: Some(l.labels.0.clone()),
+    };
+    let id = match id {
+        Some(id) => {
+            put.client
+                .update_load_balancer(id, &body)
+                .await
+                .map_err(|e| put.err(e))?;
+            id.to_string()
+        }
+        None => {
+            let r = put
+                .client
+                .create_load_balancer(&body)
+                .await
+                .map_err(|e| put.err(e))?;
+            put.remember(&r.id);
+            r.id
+        }
+    };
+    let lb = put
+        .client
+        .get_load_balancer(&id)
+        .await
+        .map_err(|e| put.err(e))?;
+    remember_ip(put.live, put.key, lb.ip);
+    Ok(())
+}
+
+async fn load_balancer_service(
+    put: &Put<'_>,
+    s: &LoadBalancerService,
+    id: Option<&str>,
+) -> Result<(), DeployError> {
+    let lb = id_of(put.live, &s.load_balancer)?;
+    let healthcheck = s.healthcheck.clone().ok_or_else(|| {
+        DeployError::Input(format!(
+            "load balancer service {} has no health check",
+            s.name
+        ))
+    })?;
+    let body = ApiService {
+        id: None,
+        name: s.name.clone(),
+        description: s.description.clone(),
+        instance_pool: IdRef::new(id_of(put.live, &s.instance_pool)?),
+        protocol: s.protocol.clone(),
+        strategy: s.strategy.clone(),
+        port: i64::from(s.port),
+        target_port: i64::from(s.target_port),
+        healthcheck,
+        state: None,
+    };
+    match id {
+        Some(id) => {
+            // A service's id is `<load balancer id>/<service id>`.
+            let service = id.split_once('/').map_or(id, |(_, s)| s);
+            put.client
+                .update_load_balancer_service(&lb, service, &body)
+                .await
+                .map_err(|e| put.err(e))?;
+        }
+        None => {
+            put.client
+                .add_load_balancer_service(&lb, &body)
+                .await
+                .map_err(|e| put.err(e))?;
         }
     }
     Ok(())

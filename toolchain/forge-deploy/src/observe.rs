@@ -71,315 +71,410 @@ pub fn decode_user_data(b64: &str) -> String {
     }
 }
 
-/// Reads the platform's resources of the stage's kinds.
-pub async fn read(
-    client: &Client,
-    platform: &str,
-    scope: &Scope,
-) -> Result<Inventory, DeployError> {
-    let (keys, networks, groups, aags, eips, pools, lbs, types) = tokio::join!(
-        list_if(
-            scope.reads(Kind::SshKey),
-            "listing SSH keys",
-            client.list_ssh_keys()
-        ),
-        list_if(
-            scope.reads(Kind::PrivateNetwork),
-            "listing private networks",
-            client.list_private_networks()
-        ),
-        list_if(
-            scope.reads(Kind::SecurityGroup),
-            "listing security groups",
-            client.list_security_groups()
-        ),
-        list_if(
-            scope.reads(Kind::AntiAffinityGroup),
-            "listing anti-affinity groups",
-            client.list_anti_affinity_groups()
-        ),
-        list_if(
-            scope.reads(Kind::ElasticIp),
-            "listing elastic IPs",
-            client.list_elastic_ips()
-        ),
-        list_if(
-            scope.reads(Kind::InstancePool),
-            "listing instance pools",
-            client.list_instance_pools()
-        ),
-        list_if(
-            scope.reads(Kind::LoadBalancer),
-            "listing load balancers",
-            client.list_load_balancers()
-        ),
-        async { api("listing instance types", client.list_instance_types().await) },
-    );
-    let (keys, networks, groups, aags, eips, pools, lbs, types) = (
-        keys?, networks?, groups?, aags?, eips?, pools?, lbs?, types?,
-    );
-    let mut inv = Inventory::default();
-    for t in types {
-        if t.authorized != Some(false) {
-            inv.instance_types.insert(t.name(), t.id);
-        }
+/// What the list calls returned.
+struct Lists {
+    keys: Vec<forge_exoscale::types::SshKey>,
+    networks: Vec<forge_exoscale::types::PrivateNetwork>,
+    groups: Vec<forge_exoscale::types::SecurityGroup>,
+    aags: Vec<forge_exoscale::types::AntiAffinityGroup>,
+    eips: Vec<forge_exoscale::types::ElasticIp>,
+    pools: Vec<forge_exoscale::types::InstancePool>,
+    lbs: Vec<forge_exoscale::types::LoadBalancer>,
+    types: Vec<forge_exoscale::types::InstanceType>,
+}
+
+impl Lists {
+    /// The list calls of the stage's kinds, all at once (and the instance types, which
+    /// every stage with pools needs).
+    async fn fetch(client: &Client, scope: &Scope) -> Result<Self, DeployError> {
+        let r = |k| scope.reads(k);
+        let (keys, networks, groups, aags, eips, pools, lbs, types) = tokio::join!(
+            list_if(r(Kind::SshKey), "listing SSH keys", client.list_ssh_keys()),
+            list_if(
+                r(Kind::PrivateNetwork),
+                "listing private networks",
+                client.list_private_networks()
+            ),
+            list_if(
+                r(Kind::SecurityGroup),
+                "listing security groups",
+                client.list_security_groups()
+            ),
+            list_if(
+                r(Kind::AntiAffinityGroup),
+                "listing anti-affinity groups",
+                client.list_anti_affinity_groups()
+            ),
+            list_if(
+                r(Kind::ElasticIp),
+                "listing elastic IPs",
+                client.list_elastic_ips()
+            ),
+            list_if(
+                r(Kind::InstancePool),
+                "listing instance pools",
+                client.list_instance_pools()
+            ),
+            list_if(
+                r(Kind::LoadBalancer),
+                "listing load balancers",
+                client.list_load_balancers()
+            ),
+            async { api("listing instance types", client.list_instance_types().await) },
+        );
+        Ok(Self {
+            keys: keys?,
+            networks: networks?,
+            groups: groups?,
+            aags: aags?,
+            eips: eips?,
+            pools: pools?,
+            lbs: lbs?,
+            types: types?,
+        })
     }
-    let owned = |name: &str, list: &[&str]| {
-        name.strip_prefix(platform)
+}
+
+/// Builds an inventory from the lists: the resources that are the platform's, their ids,
+/// and, once every id is known, the references between them.
+struct Reader<'a> {
+    platform: &'a str,
+    scope: &'a Scope,
+    inv: Inventory,
+}
+
+impl Reader<'_> {
+    /// `<platform>-<suffix>` with a suffix of `names`: the suffix.
+    fn owned(&self, name: &str, names: &[&str]) -> Option<String> {
+        name.strip_prefix(self.platform)
             .and_then(|r| r.strip_prefix('-'))
-            .filter(|r| list.contains(r))
+            .filter(|r| names.contains(r))
             .map(str::to_string)
-    };
-    let ours = |labels: &ApiLabels| {
-        labels.get(LABEL_PLATFORM).map(String::as_str) == Some(platform)
-            && labels.get(LABEL_STAGE).map(String::as_str) == Some(scope.stage)
-    };
-    let labelled_key = |labels: &ApiLabels| {
-        ours(labels)
-            .then(|| labels.get(LABEL_RESOURCE).cloned())
-            .flatten()
-    };
-    let mut actual = Vec::new();
-    // With duplicates, the first one found is kept: its id and attributes are the ones
-    // references resolve to.
-    let found = |inv: &mut Inventory, key: &str, id: &str| -> bool {
-        if inv.ids.contains_key(key) {
+    }
+
+    /// The key of a resource labelled as this platform's and stage's.
+    fn labelled(&self, labels: &ApiLabels) -> Option<String> {
+        let ours = labels.get(LABEL_PLATFORM).map(String::as_str) == Some(self.platform)
+            && labels.get(LABEL_STAGE).map(String::as_str) == Some(self.scope.stage);
+        ours.then(|| labels.get(LABEL_RESOURCE).cloned()).flatten()
+    }
+
+    /// Records the id of `key`; with duplicates, the first one found is kept (its id and
+    /// attributes are the ones references resolve to). Whether this one is kept.
+    fn found(&mut self, key: &str, id: &str) -> bool {
+        if self.inv.ids.contains_key(key) {
             return false;
         }
-        inv.ids.insert(key.to_string(), id.to_string());
+        self.inv.ids.insert(key.to_string(), id.to_string());
         true
-    };
+    }
 
-    for k in keys {
-        if let Some(suffix) = owned(&k.name, scope.ssh_keys) {
-            let key = format!("ssh-{suffix}");
-            found(&mut inv, &key, &k.name);
-            actual.push(Actual {
-                key,
-                id: k.name.clone(),
-                spec: Spec::SshKey(SshKey {
-                    name: k.name,
-                    fingerprint: k.fingerprint.unwrap_or_default(),
-                    public_key: None,
-                }),
-            });
+    fn push(&mut self, key: String, id: String, spec: Spec) {
+        self.inv.actual.push(Actual { key, id, spec });
+    }
+
+    fn ip(&mut self, key: &str, ip: Option<&String>) {
+        if let Some(ip) = ip {
+            self.inv
+                .attrs
+                .entry(key.to_string())
+                .or_default()
+                .insert("ip".into(), ip.clone());
         }
     }
-    for n in networks {
-        let Some(key) = labelled_key(&n.labels) else {
-            continue;
-        };
-        found(&mut inv, &key, &n.id);
-        actual.push(Actual {
-            key,
-            id: n.id,
-            spec: Spec::PrivateNetwork(PrivateNetwork {
+
+    fn ssh_keys(&mut self, keys: Vec<forge_exoscale::types::SshKey>) {
+        for k in keys {
+            if let Some(suffix) = self.owned(&k.name, self.scope.ssh_keys) {
+                let key = format!("ssh-{suffix}");
+                self.found(&key, &k.name);
+                let spec = Spec::SshKey(SshKey {
+                    name: k.name.clone(),
+                    fingerprint: k.fingerprint.unwrap_or_default(),
+                    public_key: None,
+                });
+                self.push(key, k.name, spec);
+            }
+        }
+    }
+
+    fn networks(&mut self, networks: Vec<forge_exoscale::types::PrivateNetwork>) {
+        for n in networks {
+            let Some(key) = self.labelled(&n.labels) else {
+                continue;
+            };
+            self.found(&key, &n.id);
+            let spec = Spec::PrivateNetwork(PrivateNetwork {
                 name: n.name,
                 description: n.description,
                 netmask: n.netmask,
                 start_ip: n.start_ip,
                 end_ip: n.end_ip,
                 labels: Labels(n.labels),
-            }),
-        });
+            });
+            self.push(key, n.id, spec);
+        }
     }
-    let mut owned_groups = Vec::new();
-    for g in groups {
-        if let Some(suffix) = owned(&g.name, scope.security_groups) {
-            let key = format!("sg-{suffix}");
-            found(&mut inv, &key, &g.id);
-            actual.push(Actual {
-                key: key.clone(),
-                id: g.id.clone(),
-                spec: Spec::SecurityGroup(SecurityGroup {
+
+    /// The platform's groups (their rules are read once every id is known).
+    fn groups(
+        &mut self,
+        groups: Vec<forge_exoscale::types::SecurityGroup>,
+    ) -> Vec<(String, forge_exoscale::types::SecurityGroup)> {
+        let mut owned = Vec::new();
+        for g in groups {
+            if let Some(suffix) = self.owned(&g.name, self.scope.security_groups) {
+                let key = format!("sg-{suffix}");
+                self.found(&key, &g.id);
+                let spec = Spec::SecurityGroup(SecurityGroup {
                     name: g.name.clone(),
                     description: None,
                     external_sources: g.external_sources.iter().cloned().collect(),
-                }),
-            });
-            owned_groups.push((key, g));
+                });
+                self.push(key.clone(), g.id.clone(), spec);
+                owned.push((key, g));
+            }
         }
+        owned
     }
-    for g in aags {
-        if let Some(suffix) = owned(&g.name, scope.anti_affinity_groups) {
-            let key = format!("aag-{suffix}");
-            found(&mut inv, &key, &g.id);
-            actual.push(Actual {
-                key,
-                id: g.id,
-                spec: Spec::AntiAffinityGroup(AntiAffinityGroup {
+
+    fn anti_affinity_groups(&mut self, aags: Vec<forge_exoscale::types::AntiAffinityGroup>) {
+        for g in aags {
+            if let Some(suffix) = self.owned(&g.name, self.scope.anti_affinity_groups) {
+                let key = format!("aag-{suffix}");
+                self.found(&key, &g.id);
+                let spec = Spec::AntiAffinityGroup(AntiAffinityGroup {
                     name: g.name,
                     description: None,
-                }),
-            });
+                });
+                self.push(key, g.id, spec);
+            }
         }
     }
-    for e in eips {
-        let Some(key) = labelled_key(&e.labels) else {
-            continue;
-        };
-        if found(&mut inv, &key, &e.id)
-            && let Some(ip) = &e.ip
-        {
-            inv.attrs
-                .entry(key.clone())
-                .or_default()
-                .insert("ip".into(), ip.clone());
-        }
-        let name = format!("{platform}-{}", key.strip_prefix("eip-").unwrap_or(&key));
-        actual.push(Actual {
-            key,
-            id: e.id,
-            spec: Spec::ElasticIp(ElasticIp {
+
+    fn elastic_ips(&mut self, eips: Vec<forge_exoscale::types::ElasticIp>) {
+        for e in eips {
+            let Some(key) = self.labelled(&e.labels) else {
+                continue;
+            };
+            if self.found(&key, &e.id) {
+                self.ip(&key, e.ip.as_ref());
+            }
+            let name = format!(
+                "{}-{}",
+                self.platform,
+                key.strip_prefix("eip-").unwrap_or(&key)
+            );
+            let spec = Spec::ElasticIp(ElasticIp {
                 name,
                 description: e.description,
                 healthcheck: e.healthcheck,
                 labels: Labels(e.labels),
-            }),
-        });
-    }
-    let mut owned_lbs = Vec::new();
-    for l in lbs {
-        let Some(key) = labelled_key(&l.labels) else {
-            continue;
-        };
-        if found(&mut inv, &key, &l.id)
-            && let Some(ip) = &l.ip
-        {
-            inv.attrs
-                .entry(key.clone())
-                .or_default()
-                .insert("ip".into(), ip.clone());
+            });
+            self.push(key, e.id, spec);
         }
-        actual.push(Actual {
-            key: key.clone(),
-            id: l.id.clone(),
-            spec: Spec::LoadBalancer(LoadBalancer {
+    }
+
+    /// The platform's load balancers (their services are read once every id is known).
+    fn load_balancers(
+        &mut self,
+        lbs: Vec<forge_exoscale::types::LoadBalancer>,
+    ) -> Vec<(String, forge_exoscale::types::LoadBalancer)> {
+        let mut owned = Vec::new();
+        for l in lbs {
+            let Some(key) = self.labelled(&l.labels) else {
+                continue;
+            };
+            if self.found(&key, &l.id) {
+                self.ip(&key, l.ip.as_ref());
+            }
+            let spec = Spec::LoadBalancer(LoadBalancer {
                 name: l.name.clone(),
                 description: l.description.clone(),
                 labels: Labels(l.labels.clone()),
-            }),
-        });
-        owned_lbs.push((key, l));
+            });
+            self.push(key.clone(), l.id.clone(), spec);
+            owned.push((key, l));
+        }
+        owned
     }
 
-    // Pools: labelled ones, and unlabelled ones of an adoptable name. The list may leave
-    // fields out, so each is read by itself.
-    let mut owned_pools = Vec::new();
-    for summary in pools {
-        let adopt = owned(&summary.name, scope.adopt_pools)
-            .filter(|_| !summary.labels.contains_key(LABEL_PLATFORM));
-        let key = match (labelled_key(&summary.labels), adopt) {
-            (Some(k), _) => k,
-            (None, Some(suffix)) => format!("pool-{suffix}"),
-            _ => continue,
-        };
-        let p = match client.get_instance_pool(&summary.id).await {
-            Ok(p) => p,
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => {
-                return Err(DeployError::api(
-                    format!("reading instance pool {}", summary.name),
-                    e,
-                ));
-            }
-        };
-        found(&mut inv, &key, &p.id);
-        owned_pools.push((key, p));
+    /// Labelled pools, and unlabelled ones of an adoptable name. The list may leave fields
+    /// out, so each is read by itself.
+    async fn pools(
+        &mut self,
+        client: &Client,
+        pools: Vec<forge_exoscale::types::InstancePool>,
+    ) -> Result<Vec<(String, forge_exoscale::types::InstancePool)>, DeployError> {
+        let mut owned = Vec::new();
+        for summary in pools {
+            let adopt = self
+                .owned(&summary.name, self.scope.adopt_pools)
+                .filter(|_| !summary.labels.contains_key(LABEL_PLATFORM));
+            let key = match (self.labelled(&summary.labels), adopt) {
+                (Some(k), _) => k,
+                (None, Some(suffix)) => format!("pool-{suffix}"),
+                _ => continue,
+            };
+            let p = match client.get_instance_pool(&summary.id).await {
+                Ok(p) => p,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => {
+                    return Err(DeployError::api(
+                        format!("reading instance pool {}", summary.name),
+                        e,
+                    ));
+                }
+            };
+            self.found(&key, &p.id);
+            owned.push((key, p));
+        }
+        Ok(owned)
     }
 
-    // Every id → key, to write references as keys.
-    let key_of: BTreeMap<String, String> = inv
-        .ids
-        .iter()
-        .map(|(k, v)| (v.clone(), k.clone()))
-        .collect();
-    let reference = |id: &str| match key_of.get(id) {
+    /// Every known id → its key, to write references as keys.
+    fn references(&self) -> BTreeMap<String, String> {
+        self.inv
+            .ids
+            .iter()
+            .map(|(k, v)| (v.clone(), k.clone()))
+            .collect()
+    }
+}
+
+fn reference(keys: &BTreeMap<String, String>, id: &str) -> Ref {
+    match keys.get(id) {
         Some(k) => Ref::Key(k.clone()),
         None => Ref::Foreign(id.to_string()),
-    };
-    let refs = |v: &[IdRef]| -> BTreeSet<Ref> { v.iter().map(|r| reference(&r.id)).collect() };
+    }
+}
 
-    for (group_key, g) in &owned_groups {
-        for r in &g.rules {
-            let peer = match (&r.network, &r.security_group) {
-                (Some(n), _) => Peer::Network(n.clone()),
-                (None, Some(sg)) => match (&sg.id, &sg.name) {
-                    (Some(id), _) => Peer::Group(reference(id)),
-                    (None, Some(name)) => Peer::Public(name.clone()),
-                    _ => Peer::Network("unknown".into()),
-                },
-                _ => Peer::Network("unknown".into()),
-            };
-            let port = |p: Option<i64>| p.and_then(|p| u16::try_from(p).ok());
-            let rule = Rule {
-                group: Ref::Key(group_key.clone()),
-                direction: Direction::parse(&r.flow_direction).unwrap_or(Direction::Ingress),
-                protocol: Protocol::parse(&r.protocol),
-                start_port: port(r.start_port),
-                end_port: port(r.end_port),
-                peer,
-                description: r.description.clone(),
-            };
-            actual.push(Actual {
-                key: rule.key(),
-                id: format!("{}/{}", g.id, r.id.clone().unwrap_or_default()),
-                spec: Spec::SecurityGroupRule(rule),
-            });
+fn rule(
+    group_key: &str,
+    r: &forge_exoscale::types::SecurityGroupRule,
+    keys: &BTreeMap<String, String>,
+) -> Rule {
+    let peer = match (&r.network, &r.security_group) {
+        (Some(n), _) => Peer::Network(n.clone()),
+        (None, Some(sg)) => match (&sg.id, &sg.name) {
+            (Some(id), _) => Peer::Group(reference(keys, id)),
+            (None, Some(name)) => Peer::Public(name.clone()),
+            _ => Peer::Network("unknown".into()),
+        },
+        _ => Peer::Network("unknown".into()),
+    };
+    let port = |p: Option<i64>| p.and_then(|p| u16::try_from(p).ok());
+    Rule {
+        group: Ref::Key(group_key.to_string()),
+        direction: Direction::parse(&r.flow_direction).unwrap_or(Direction::Ingress),
+        protocol: Protocol::parse(&r.protocol),
+        start_port: port(r.start_port),
+        end_port: port(r.end_port),
+        peer,
+        description: r.description.clone(),
+    }
+}
+
+fn pool(
+    p: forge_exoscale::types::InstancePool,
+    keys: &BTreeMap<String, String>,
+    ssh_key: Option<Ref>,
+) -> InstancePool {
+    let refs =
+        |v: &[IdRef]| -> BTreeSet<Ref> { v.iter().map(|r| reference(keys, &r.id)).collect() };
+    InstancePool {
+        name: p.name,
+        description: p.description,
+        size: p.size.unwrap_or(0),
+        instance_type: p.instance_type.map(|r| r.id),
+        template: p.template.map(|r| Template::Id(r.id)),
+        disk_size: p.disk_size,
+        instance_prefix: p.instance_prefix,
+        public_ip_assignment: p.public_ip_assignment,
+        anti_affinity_groups: refs(&p.anti_affinity_groups),
+        elastic_ips: refs(&p.elastic_ips),
+        private_networks: refs(&p.private_networks),
+        security_groups: refs(&p.security_groups),
+        ssh_key,
+        user_data: p
+            .user_data
+            .as_deref()
+            .map(|u| UserData(decode_user_data(u))),
+        labels: Labels(p.labels),
+    }
+}
+
+fn service(
+    lb_key: &str,
+    s: &forge_exoscale::types::LoadBalancerService,
+    keys: &BTreeMap<String, String>,
+) -> LoadBalancerService {
+    LoadBalancerService {
+        name: s.name.clone(),
+        load_balancer: Ref::Key(lb_key.to_string()),
+        description: s.description.clone(),
+        instance_pool: reference(keys, &s.instance_pool.id),
+        protocol: s.protocol.clone(),
+        strategy: s.strategy.clone(),
+        port: u16::try_from(s.port).unwrap_or(0),
+        target_port: u16::try_from(s.target_port).unwrap_or(0),
+        healthcheck: Some(s.healthcheck.clone()),
+    }
+}
+
+/// Reads the platform's resources of the stage's kinds.
+pub async fn read(
+    client: &Client,
+    platform: &str,
+    scope: &Scope,
+) -> Result<Inventory, DeployError> {
+    let lists = Lists::fetch(client, scope).await?;
+    let mut r = Reader {
+        platform,
+        scope,
+        inv: Inventory::default(),
+    };
+    for t in lists.types {
+        if t.authorized != Some(false) {
+            r.inv.instance_types.insert(t.name(), t.id);
         }
     }
-    for (key, p) in owned_pools {
+    r.ssh_keys(lists.keys);
+    r.networks(lists.networks);
+    let groups = r.groups(lists.groups);
+    r.anti_affinity_groups(lists.aags);
+    r.elastic_ips(lists.eips);
+    let lbs = r.load_balancers(lists.lbs);
+    let pools = r.pools(client, lists.pools).await?;
+    // Now every id is known: the resources that refer to others.
+    let keys = r.references();
+    for (group_key, g) in &groups {
+        for api_rule in &g.rules {
+            let spec = rule(group_key, api_rule, &keys);
+            let id = format!("{}/{}", g.id, api_rule.id.clone().unwrap_or_default());
+            r.push(spec.key(), id, Spec::SecurityGroupRule(spec));
+        }
+    }
+    for (key, p) in pools {
         let ssh_key = p
             .ssh_key
             .as_ref()
-            .map(|k| match owned(&k.name, scope.ssh_keys) {
+            .map(|k| match r.owned(&k.name, scope.ssh_keys) {
                 Some(s) => Ref::Key(format!("ssh-{s}")),
                 None => Ref::Foreign(k.name.clone()),
             });
-        actual.push(Actual {
-            key,
-            id: p.id.clone(),
-            spec: Spec::InstancePool(InstancePool {
-                name: p.name,
-                description: p.description,
-                size: p.size.unwrap_or(0),
-                instance_type: p.instance_type.map(|r| r.id),
-                template: p.template.map(|r| Template::Id(r.id)),
-                disk_size: p.disk_size,
-                instance_prefix: p.instance_prefix,
-                public_ip_assignment: p.public_ip_assignment,
-                anti_affinity_groups: refs(&p.anti_affinity_groups),
-                elastic_ips: refs(&p.elastic_ips),
-                private_networks: refs(&p.private_networks),
-                security_groups: refs(&p.security_groups),
-                ssh_key,
-                user_data: p
-                    .user_data
-                    .as_deref()
-                    .map(|u| UserData(decode_user_data(u))),
-                labels: Labels(p.labels),
-            }),
-        });
+        let id = p.id.clone();
+        r.push(key, id, Spec::InstancePool(pool(p, &keys, ssh_key)));
     }
-    for (lb_key, l) in &owned_lbs {
+    for (lb_key, l) in &lbs {
         for s in &l.services {
-            actual.push(Actual {
-                key: LoadBalancerService::key(lb_key, &s.name),
-                id: format!("{}/{}", l.id, s.id.clone().unwrap_or_default()),
-                spec: Spec::LoadBalancerService(LoadBalancerService {
-                    name: s.name.clone(),
-                    load_balancer: Ref::Key(lb_key.clone()),
-                    description: s.description.clone(),
-                    instance_pool: reference(&s.instance_pool.id),
-                    protocol: s.protocol.clone(),
-                    strategy: s.strategy.clone(),
-                    port: u16::try_from(s.port).unwrap_or(0),
-                    target_port: u16::try_from(s.target_port).unwrap_or(0),
-                    healthcheck: Some(s.healthcheck.clone()),
-                }),
-            });
+            let id = format!("{}/{}", l.id, s.id.clone().unwrap_or_default());
+            r.push(
+                LoadBalancerService::key(lb_key, &s.name),
+                id,
+                Spec::LoadBalancerService(service(lb_key, s, &keys)),
+            );
         }
     }
-    inv.actual = actual;
-    Ok(inv)
+    Ok(r.inv)
 }
