@@ -117,6 +117,42 @@ fn maintainer(platform: &str) -> String {
     format!("forge {platform}")
 }
 
+/// The template boot mode of an image: `legacy` when it boots with BIOS (Exoscale's
+/// default and the most compatible), else `uefi`.
+pub fn boot_mode(modes: &[String]) -> &'static str {
+    if modes.iter().any(|m| m == "bios") {
+        "legacy"
+    } else {
+        "uefi"
+    }
+}
+
+/// Whether `t` is one of `platform`'s templates, and if so the image and output it was
+/// registered from (known from its name and `build` field), whose object `--prune` deletes
+/// with it.
+pub fn owned_template(
+    platform: &str,
+    t: &Template,
+) -> Option<(String, Option<(String, Sha256Digest)>)> {
+    let prefix = format!("{platform}-");
+    let name = t.name.as_deref()?;
+    if t.maintainer.as_deref() != Some(maintainer(platform).as_str()) || !name.starts_with(&prefix)
+    {
+        return None;
+    }
+    // `<platform>-<image>-<12 hex>`: the image is what lies between (images may hold `-`).
+    let origin = name
+        .strip_prefix(&prefix)
+        .and_then(|r| r.rsplit_once('-'))
+        .map(|(image, _)| image.to_string())
+        .zip(
+            t.build
+                .as_deref()
+                .and_then(|b| b.parse::<Sha256Digest>().ok()),
+        );
+    Some((name.to_string(), origin))
+}
+
 /// The object key of an image output in the bucket.
 pub fn object_key(image: &str, output: &Sha256Digest) -> String {
     format!("forge/{image}/{}.qcow2", output.to_hex())
@@ -253,11 +289,7 @@ pub async fn publish_one(
     let client = zone_client(config, options, zone)?;
     let api = |what: String| move |source| PublishError::Api { what, source };
     let name = template_name(&platform.name, &image.name, &image.output_sha256);
-    let boot_mode = if image.boot_modes.iter().any(|m| m == "bios") {
-        "legacy"
-    } else {
-        "uefi"
-    };
+    let boot_mode = boot_mode(&image.boot_modes);
     let record = |t: &Template, md5: String| LockedTemplate {
         image: image.name.clone(),
         zone: zone.to_string(),
@@ -388,17 +420,15 @@ pub async fn prune(
 ) -> Result<Vec<String>, PublishError> {
     let client = zone_client(config, options, zone)?;
     let templates = private_templates(&client, zone).await?;
-    let ours = maintainer(&platform.name);
-    let prefix = format!("{}-", platform.name);
     let mut deleted = Vec::new();
     let store = bucket(config, platform, zone)?;
     for t in templates {
-        let mine = t.maintainer.as_deref() == Some(ours.as_str())
-            && t.name.as_deref().is_some_and(|n| n.starts_with(&prefix));
-        if !mine || keep.contains(&t.id) {
+        let Some((name, origin)) = owned_template(&platform.name, &t) else {
+            continue;
+        };
+        if keep.contains(&t.id) {
             continue;
         }
-        let name = t.name.clone().unwrap_or_default();
         client
             .delete_template(&t.id)
             .await
@@ -407,14 +437,8 @@ pub async fn prune(
                 source,
             })?;
         // The object it was registered from, if still there.
-        if let (Some(build), Some(image)) = (
-            t.build.as_deref(),
-            name.strip_prefix(&prefix)
-                .and_then(|r| r.rsplit_once('-'))
-                .map(|(i, _)| i),
-        ) && let Ok(digest) = build.parse::<Sha256Digest>()
-        {
-            let key = ObjectPath::from(object_key(image, &digest));
+        if let Some((image, digest)) = origin {
+            let key = ObjectPath::from(object_key(&image, &digest));
             match store.delete(&key).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(storage_err(platform, zone, e)),
@@ -436,4 +460,87 @@ pub fn quiet() -> Arc<dyn Progress> {
         }
     }
     Arc::new(Quiet)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn template(name: &str, maintainer: Option<&str>, build: Option<&str>) -> Template {
+        serde_json::from_value(serde_json::json!({
+            "id": format!("id-{name}"),
+            "name": name,
+            "maintainer": maintainer,
+            "build": build,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn names_carry_the_platform_the_image_and_the_output() {
+        let out = Sha256Digest::of(b"qcow2");
+        let hex = out.to_hex();
+        assert_eq!(
+            template_name("paas", "kube-node", &out),
+            format!("paas-kube-node-{}", &hex[..12])
+        );
+        assert_eq!(
+            object_key("kube-node", &out),
+            format!("forge/kube-node/{hex}.qcow2")
+        );
+    }
+
+    #[test]
+    fn bios_images_register_as_legacy() {
+        let m = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(boot_mode(&m(&["bios", "uefi"])), "legacy");
+        assert_eq!(boot_mode(&m(&["uefi"])), "uefi");
+    }
+
+    #[test]
+    fn only_this_platforms_templates_are_owned() {
+        let out = Sha256Digest::of(b"o");
+        let name = template_name("paas", "kube-node", &out);
+        let hex = out.to_hex();
+        let (n, origin) =
+            owned_template("paas", &template(&name, Some("forge paas"), Some(&hex))).unwrap();
+        assert_eq!(n, name);
+        assert_eq!(origin, Some(("kube-node".to_string(), out)));
+        // Another maintainer, another platform whose name shares the prefix, or a
+        // template of ours without a readable build: not owned, or no object to delete.
+        assert!(owned_template("paas", &template(&name, Some("someone"), Some(&hex))).is_none());
+        let other = template_name("paas-staging", "vault", &out);
+        assert!(
+            owned_template(
+                "paas",
+                &template(&other, Some("forge paas-staging"), Some(&hex))
+            )
+            .is_none()
+        );
+        assert!(owned_template("paas", &template(&name, None, Some(&hex))).is_none());
+        let (_, origin) =
+            owned_template("paas", &template(&name, Some("forge paas"), Some("junk"))).unwrap();
+        assert_eq!(origin, None);
+    }
+
+    #[test]
+    fn a_missing_bucket_says_how_to_make_it() {
+        let p = Platform::parse(&forge_schema::SourceFile::new(
+            "platform.toml",
+            "[platform]\nname = \"paas\"\nzone = \"ch-gva-2\"\ndomain = \"paas.example.net\"\nadmin-networks = [\"198.51.100.0/24\"]\n\n[publish]\nbucket = \"paas-templates\"\n",
+        ))
+        .unwrap();
+        let e = storage_err(
+            &p,
+            "ch-gva-2",
+            "NoSuchBucket: The specified bucket does not exist",
+        );
+        assert!(
+            e.to_string()
+                .contains("create it in ch-gva-2 (e.g. `exo storage mb sos://paas-templates`)"),
+            "{e}"
+        );
+    }
 }
