@@ -30,8 +30,8 @@ pub fn emulator_with_state(
     exoscale_emulator::spawn(c, "127.0.0.1:0".parse().unwrap()).unwrap()
 }
 
-/// A client of `emu` with fast polling and retries.
-pub fn client(emu: &Running) -> Client {
+/// A client of `emu` with these options.
+fn client_with(emu: &Running, o: ClientOptions) -> Client {
     let cfg = Config::from_lookup(Some(ZONE), &|n| match n {
         "EXOSCALE_API_KEY" => Some(KEY.into()),
         "EXOSCALE_API_SECRET" => Some(SECRET.into()),
@@ -39,30 +39,28 @@ pub fn client(emu: &Running) -> Client {
         _ => None,
     })
     .unwrap();
+    Client::new(&cfg, o).unwrap()
+}
+
+/// A client of `emu` with fast polling and retries.
+pub fn client(emu: &Running) -> Client {
     let mut o = ClientOptions::default();
     o.poll.min_interval = Duration::from_millis(20);
     o.retry.min_wait = Duration::from_millis(10);
     o.retry.max_wait = Duration::from_millis(200);
-    Client::new(&cfg, o).unwrap()
+    client_with(emu, o)
 }
 
 /// A client for looking at what forge made: it retries far more than forge does, so a
 /// streak of injected faults (likely somewhere in a thousand seeded rolls) cannot fail the
 /// test's own checks.
 pub fn inspector(emu: &Running) -> Client {
-    let cfg = Config::from_lookup(Some(ZONE), &|n| match n {
-        "EXOSCALE_API_KEY" => Some(KEY.into()),
-        "EXOSCALE_API_SECRET" => Some(SECRET.into()),
-        "EXOSCALE_API_ENDPOINT" => Some(emu.endpoint()),
-        _ => None,
-    })
-    .unwrap();
     let mut o = ClientOptions::default();
     o.poll.min_interval = Duration::from_millis(20);
     o.retry.min_wait = Duration::from_millis(5);
     o.retry.max_wait = Duration::from_millis(50);
     o.retry.max_retries = 40;
-    Client::new(&cfg, o).unwrap()
+    client_with(emu, o)
 }
 
 pub fn rt() -> tokio::runtime::Runtime {

@@ -61,6 +61,14 @@ fn settings() -> BuildSettings {
     }
 }
 
+/// What a build made, by recipe, as the lockfile's recipe section takes it.
+fn records(built: &[forge_build::engine::Outcome]) -> BTreeMap<String, forge_store::OutputRecord> {
+    built
+        .iter()
+        .map(|o| (o.name.clone(), o.record.clone()))
+        .collect()
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -173,10 +181,7 @@ fn the_recipe_section_carries_built_layers_and_an_update_scope() {
             Arc::new(Silent),
         ))
         .unwrap();
-    let records = built
-        .iter()
-        .map(|o| (o.name.clone(), o.record.clone()))
-        .collect();
+    let records = records(&built);
     let section = plan.recipes_section(&records, None);
     assert_eq!(section.entries.len(), 4, "every recipe has an entry");
     assert!(section.entries["mid"].layer_sha256.is_some());
@@ -206,10 +211,7 @@ fn check_rebuilds_and_reproduces_the_locked_layer() {
             Arc::new(Silent),
         ))
         .unwrap();
-    let records = built
-        .iter()
-        .map(|o| (o.name.clone(), o.record.clone()))
-        .collect();
+    let records = records(&built);
     let lock = forge_project::LockChanges {
         header: Some(plan.header()),
         recipes: Some(plan.recipes_section(&records, None)),

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use forge_exoscale::Client;
 use forge_exoscale::types::{
     CreateNamed, CreateSshKey, ElasticIpSpec, IdRef, InstancePoolSpec,
-    LoadBalancerService as ApiService, LoadBalancerSpec, NameRef, PrivateNetworkSpec,
+    LoadBalancerService as ApiService, LoadBalancerSpec, NameRef, PrivateNetworkSpec, Reference,
     SecurityGroupPeer, SecurityGroupRule,
 };
 use futures_util::StreamExt as _;
@@ -320,6 +320,30 @@ impl Put<'_> {
     fn remember(&self, id: &str) {
         remember(self.live, self.key, id);
     }
+
+    /// Updates the resource `id` names, or creates it (and remembers its new id); its id.
+    async fn upsert<U, C>(
+        &self,
+        id: Option<&str>,
+        update: impl FnOnce(String) -> U,
+        create: impl FnOnce() -> C,
+    ) -> Result<String, DeployError>
+    where
+        U: std::future::Future<Output = Result<Reference, forge_exoscale::Error>>,
+        C: std::future::Future<Output = Result<Reference, forge_exoscale::Error>>,
+    {
+        match id {
+            Some(id) => {
+                update(id.to_string()).await.map_err(|e| self.err(e))?;
+                Ok(id.to_string())
+            }
+            None => {
+                let r = create().await.map_err(|e| self.err(e))?;
+                self.remember(&r.id);
+                Ok(r.id)
+            }
+        }
+    }
 }
 
 async fn create_or_update(client: &Client, c: &Change, live: &Shared) -> Result<(), DeployError> {
@@ -391,22 +415,13 @@ async fn private_network(
         end_ip: n.end_ip.clone(),
         labels: Some(n.labels.0.clone()),
     };
-    match id {
-        Some(id) => {
-            put.client
-                .update_private_network(id, &body)
-                .await
-                .map_err(|e| put.err(e))?;
-        }
-        None => {
-            let r = put
-                .client
-                .create_private_network(&body)
-                .await
-                .map_err(|e| put.err(e))?;
-            put.remember(&r.id);
-        }
-    }
+    let body = &body;
+    put.upsert(
+        id,
+        |id| async move { put.client.update_private_network(&id, body).await },
+        || put.client.create_private_network(body),
+    )
+    .await?;
     Ok(())
 }
 
@@ -507,24 +522,14 @@ async fn elastic_ip(put: &Put<'_>, e: &ElasticIp, id: Option<&str>) -> Result<()
         healthcheck: e.healthcheck.clone(),
         labels: Some(e.labels.0.clone()),
     };
-    let id = match id {
-        Some(id) => {
-            put.client
-                .update_elastic_ip(id, &body)
-                .await
-                .map_err(|e| put.err(e))?;
-            id.to_string()
-        }
-        None => {
-            let r = put
-                .client
-                .create_elastic_ip(&body)
-                .await
-                .map_err(|e| put.err(e))?;
-            put.remember(&r.id);
-            r.id
-        }
-    };
+    let body = &body;
+    let id = put
+        .upsert(
+            id,
+            |id| async move { put.client.update_elastic_ip(&id, body).await },
+            || put.client.create_elastic_ip(body),
+        )
+        .await?;
     // Its address is what the pools' user-data waits for.
     let eip = put
         .client
@@ -588,24 +593,14 @@ async fn load_balancer(
         description: l.description.clone(),
         labels: Some(l.labels.0.clone()),
     };
-    let id = match id {
-        Some(id) => {
-            put.client
-                .update_load_balancer(id, &body)
-                .await
-                .map_err(|e| put.err(e))?;
-            id.to_string()
-        }
-        None => {
-            let r = put
-                .client
-                .create_load_balancer(&body)
-                .await
-                .map_err(|e| put.err(e))?;
-            put.remember(&r.id);
-            r.id
-        }
-    };
+    let body = &body;
+    let id = put
+        .upsert(
+            id,
+            |id| async move { put.client.update_load_balancer(&id, body).await },
+            || put.client.create_load_balancer(body),
+        )
+        .await?;
     let lb = put
         .client
         .get_load_balancer(&id)

@@ -54,6 +54,18 @@ pub fn reporter(printer: &Printer) -> Reporter {
     })
 }
 
+/// A Vault stage's outcome as `--json` prints it.
+pub fn vault_json(
+    out: &forge_vault::stage::Outcome,
+    stage: &str,
+    started: Instant,
+) -> serde_json::Value {
+    let mut v = out.to_json();
+    v["stage"] = json!(stage);
+    v["seconds"] = json!(started.elapsed().as_secs_f64());
+    v
+}
+
 /// The Vault stages' inputs, resolved once.
 pub struct VaultTarget {
     pub settings: VaultSettings,

@@ -6,12 +6,11 @@ use std::time::Instant;
 use anyhow::Result;
 use forge_deploy::{ApplyOptions, BaseRequest, Purpose};
 use forge_vault::stage;
-use serde_json::json;
 
 use crate::cli::{DeployArgs, StageArg};
 use crate::printer::Verbosity;
 use crate::settings::{Globals, apply_jobs};
-use crate::target::{VaultTarget, cloud, finish, locked_project, reporter};
+use crate::target::{VaultTarget, cloud, finish, locked_project, reporter, vault_json};
 
 pub fn run(g: &Globals, args: &DeployArgs) -> Result<()> {
     match args.target.stage.vault() {
@@ -58,10 +57,7 @@ fn vault(g: &Globals, args: &DeployArgs, lifecycle: bool) -> Result<()> {
     let name = StageArg::vault_name(lifecycle);
     let changes = out.steps.len() + out.config.as_ref().map_or(0, |c| c.changes.len());
     if g.printer.json() {
-        let mut v = out.to_json();
-        v["stage"] = json!(name);
-        v["seconds"] = json!(started.elapsed().as_secs_f64());
-        g.printer.print_json(&v);
+        g.printer.print_json(&vault_json(&out, name, started));
     } else {
         g.printer.status(
             "Deployed",

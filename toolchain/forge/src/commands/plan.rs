@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::cli::{PlanArgs, StageArg};
 use crate::exit::Exit;
 use crate::settings::Globals;
-use crate::target::{VaultTarget, cloud, locked_project};
+use crate::target::{VaultTarget, cloud, locked_project, vault_json};
 
 pub fn run(g: &Globals, args: &PlanArgs) -> Result<()> {
     let started = Instant::now();
@@ -58,10 +58,7 @@ fn vault(g: &Globals, args: &PlanArgs, lifecycle: bool, started: Instant) -> Res
     let out = g.runtime()?.block_on(stage::plan(&req, lifecycle))?;
     let name = StageArg::vault_name(lifecycle);
     if g.printer.json() {
-        let mut v = out.to_json();
-        v["stage"] = json!(name);
-        v["seconds"] = json!(started.elapsed().as_secs_f64());
-        g.printer.print_json(&v);
+        g.printer.print_json(&vault_json(&out, name, started));
     } else {
         let text = out.render();
         if text.trim().is_empty() {
