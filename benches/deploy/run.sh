@@ -16,7 +16,7 @@ EMU=${EMU:-$PWD/target/release/exoscale-emulator}
 W=$(realpath -m "${1:-target/bench-deploy}")
 RUNS=${RUNS:-20}
 rm -rf "$W"
-mkdir -p "$W/project/recipes"
+mkdir -p "$W/project"  # a deploy checkout: platform.toml and the lockfile, no recipes/
 export NO_COLOR=1
 
 KEY=EXO0123456789abcdef01234567
