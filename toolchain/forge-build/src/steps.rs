@@ -12,8 +12,10 @@ use std::sync::Arc;
 
 use forge_archive::{Limits, resolve_in_root};
 use forge_layer::{FileData, Kind, LayerTree, Node};
-use forge_schema::paths::ImagePath;
-use forge_schema::recipe::{Action, Content, SYSUSERS_DIR, SourceKind, Step, UNIT_DIR, Unpack};
+use forge_schema::paths::{ImagePath, RelPath};
+use forge_schema::recipe::{
+    Action, Content, Owner, SYSUSERS_DIR, SourceKind, Step, UNIT_DIR, Unpack,
+};
 use forge_store::Store;
 
 use crate::BuildError;
@@ -314,18 +316,12 @@ fn path(s: &str) -> Result<ImagePath, BuildError> {
     ImagePath::parse(s).map_err(|e| BuildError::Target(e.to_string()))
 }
 
-/// Runs every step of recipe `name` and returns the layer's entries. `work` is a private,
-/// empty directory for unpacked sources.
-pub fn assemble(
+/// The template environment of a recipe: strict (an undefined name is an error), and its
+/// context: the parameters, the recipe's name, version and hash, its inputs'.
+fn template_env(
     plan: &Plan,
-    name: &str,
-    store: &Store,
-    work: &Path,
-) -> Result<LayerTree, BuildError> {
-    let resolved = plan
-        .recipes
-        .get(name)
-        .ok_or_else(|| BuildError::Target(format!("no recipe named `{name}`")))?;
+    resolved: &ResolvedRecipe,
+) -> Result<(minijinja::Environment<'static>, minijinja::Value), BuildError> {
     let recipe = &resolved.recipe;
     let mut templates = minijinja::Environment::new();
     templates.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
@@ -358,29 +354,54 @@ pub fn assemble(
         },
         inputs => minijinja::Value::from(minijinja::value::Serde(&inputs)),
     };
-    let mut cx = Context {
-        resolved,
-        store,
-        work,
-        unpacked: BTreeMap::new(),
-        templates,
-        template_ctx,
-    };
-    let mut tree = LayerTree::new();
-    let mut sysusers: Vec<String> = Vec::new();
-    let unit_dir = path(UNIT_DIR)?;
+    Ok((templates, template_ctx))
+}
 
-    for (index, step) in recipe.steps.iter().enumerate() {
-        let origin = format!(
-            "step {} ({}, {})",
-            index + 1,
-            describe(&step.action),
-            location(resolved, step)
-        );
-        let layer_err = |e: forge_layer::LayerError| BuildError::Layer {
-            recipe: recipe.name.clone(),
-            source: e,
-        };
+/// A regular file with inline content.
+fn inline(text: String, mode: u32, uid: u32, gid: u32) -> Node {
+    Node {
+        kind: Kind::File(FileData::Inline(Arc::from(text.into_bytes()))),
+        mode,
+        uid,
+        gid,
+    }
+}
+
+/// A symbolic link (owned by root).
+fn symlink(target: String) -> Node {
+    Node {
+        kind: Kind::Symlink(target),
+        mode: 0o777,
+        uid: 0,
+        gid: 0,
+    }
+}
+
+/// One recipe's layer as its steps make it.
+struct Assembly<'a> {
+    cx: Context<'a>,
+    tree: LayerTree,
+    /// sysusers.d lines of the `user` and `group` steps, written once at the end.
+    sysusers: Vec<String>,
+    unit_dir: ImagePath,
+}
+
+impl Assembly<'_> {
+    fn insert(&mut self, path: &ImagePath, node: Node, origin: &str) -> Result<(), BuildError> {
+        let recipe = &self.cx.resolved.recipe.name;
+        self.tree
+            .insert(path, node, origin)
+            .map_err(|e| BuildError::Layer {
+                recipe: recipe.clone(),
+                source: e,
+            })
+    }
+
+    fn error(&self, step: &Step, message: String) -> BuildError {
+        step_error(self.cx.resolved, step, message)
+    }
+
+    fn step(&mut self, step: &Step, origin: &str) -> Result<(), BuildError> {
         match &step.action {
             Action::File {
                 path,
@@ -388,19 +409,14 @@ pub fn assemble(
                 mode,
                 owner,
             } => {
-                let (data, exec) = cx.content(step, content)?;
-                let mode = mode.unwrap_or(if exec { 0o755 } else { 0o644 });
-                tree.insert(
-                    path,
-                    Node {
-                        kind: Kind::File(data),
-                        mode,
-                        uid: owner.uid,
-                        gid: owner.gid,
-                    },
-                    &origin,
-                )
-                .map_err(layer_err)?;
+                let (data, exec) = self.cx.content(step, content)?;
+                let node = Node {
+                    kind: Kind::File(data),
+                    mode: mode.unwrap_or(if exec { 0o755 } else { 0o644 }),
+                    uid: owner.uid,
+                    gid: owner.gid,
+                };
+                self.insert(path, node, origin)
             }
             Action::Template {
                 path,
@@ -408,147 +424,27 @@ pub fn assemble(
                 mode,
                 owner,
             } => {
-                let text = cx.text(step, template)?;
-                let out = cx.render(step, &text)?;
-                tree.insert(
-                    path,
-                    Node {
-                        kind: Kind::File(FileData::Inline(Arc::from(out.into_bytes()))),
-                        mode: *mode,
-                        uid: owner.uid,
-                        gid: owner.gid,
-                    },
-                    &origin,
-                )
-                .map_err(layer_err)?;
+                let text = self.cx.text(step, template)?;
+                let out = self.cx.render(step, &text)?;
+                self.insert(path, inline(out, *mode, owner.uid, owner.gid), origin)
             }
             Action::Tree {
                 path,
                 source,
                 member,
                 owner,
-            } => {
-                let m = if member.is_root() {
-                    None
-                } else {
-                    Some(member.as_str())
-                };
-                let dir = match cx.materialise(step, source)? {
-                    Materialised::Tree(root) => {
-                        let root = root.clone();
-                        match m {
-                            Some(m) => resolve_in_root(&root, m, true).map_err(|e| {
-                                step_error(resolved, step, format!("member `{m}`: {e}"))
-                            })?,
-                            None => root,
-                        }
-                    }
-                    Materialised::File(_) => {
-                        return Err(step_error(
-                            resolved,
-                            step,
-                            format!("source `{source}` is a single file, not a tree"),
-                        ));
-                    }
-                };
-                if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-                    return Err(step_error(
-                        resolved,
-                        step,
-                        format!(
-                            "member `{}` of source `{source}` is not a directory",
-                            member
-                        ),
-                    ));
-                }
-                tree.insert(path, Node::dir(0o755, owner.uid, owner.gid), &origin)
-                    .map_err(layer_err)?;
-                tree.add_host_tree(&dir, Some(path), owner.uid, owner.gid, &origin)
-                    .map_err(layer_err)?;
-            }
+            } => self.tree_step(step, origin, path, source, member, owner),
             Action::Mkdir { path, mode, owner } => {
-                tree.insert(path, Node::dir(*mode, owner.uid, owner.gid), &origin)
-                    .map_err(layer_err)?;
+                self.insert(path, Node::dir(*mode, owner.uid, owner.gid), origin)
             }
-            Action::Symlink { path, target } => {
-                tree.insert(
-                    path,
-                    Node {
-                        kind: Kind::Symlink(target.clone()),
-                        mode: 0o777,
-                        uid: 0,
-                        gid: 0,
-                    },
-                    &origin,
-                )
-                .map_err(layer_err)?;
-            }
+            Action::Symlink { path, target } => self.insert(path, symlink(target.clone()), origin),
             Action::Unit {
                 name,
                 content,
                 template,
                 enable,
                 wanted_by,
-            } => {
-                let mut text = cx.text(step, content)?;
-                if *template {
-                    text = cx.render(step, &text)?;
-                }
-                let unit_path = unit_dir
-                    .join(name)
-                    .map_err(|e| step_error(resolved, step, e.to_string()))?;
-                // `wanted-by` replaces the unit's own [Install] section.
-                let targets: Vec<(String, &str)> = if wanted_by.is_empty() {
-                    forge_schema::unit::install_targets(&text)
-                } else {
-                    wanted_by.iter().map(|t| (t.clone(), "wants")).collect()
-                };
-                tree.insert(
-                    &unit_path,
-                    Node {
-                        kind: Kind::File(FileData::Inline(Arc::from(text.into_bytes()))),
-                        mode: 0o644,
-                        uid: 0,
-                        gid: 0,
-                    },
-                    &origin,
-                )
-                .map_err(layer_err)?;
-                if *enable {
-                    if name.contains("@.") {
-                        return Err(step_error(
-                            resolved,
-                            step,
-                            format!(
-                                "`{name}` is a template unit; enable an instance of it instead"
-                            ),
-                        ));
-                    }
-                    if targets.is_empty() {
-                        return Err(step_error(
-                            resolved,
-                            step,
-                            format!(
-                                "unit `{name}` is enabled but says nowhere when to start: add `WantedBy=` or `RequiredBy=` to its [Install] section, or set `wanted-by`"
-                            ),
-                        ));
-                    }
-                    for (t, dir) in targets {
-                        let link = path(&format!("/etc/systemd/system/{t}.{dir}/{name}"))?;
-                        tree.insert(
-                            &link,
-                            Node {
-                                kind: Kind::Symlink(unit_path.to_string()),
-                                mode: 0o777,
-                                uid: 0,
-                                gid: 0,
-                            },
-                            &origin,
-                        )
-                        .map_err(layer_err)?;
-                    }
-                }
-            }
+            } => self.unit(step, origin, name, content, *template, *enable, wanted_by),
             Action::User {
                 name,
                 uid,
@@ -561,7 +457,7 @@ pub fn assemble(
                     v.as_ref()
                         .map_or_else(|| "-".to_string(), |s| format!("\"{s}\""))
                 };
-                sysusers.push(format!(
+                self.sysusers.push(format!(
                     "u {name} {} {} {} {}",
                     uid.map_or_else(|| "-".to_string(), |u| u.to_string()),
                     q(description),
@@ -569,71 +465,180 @@ pub fn assemble(
                     shell.as_deref().unwrap_or("-"),
                 ));
                 for g in groups {
-                    sysusers.push(format!("m {name} {g}"));
+                    self.sysusers.push(format!("m {name} {g}"));
                 }
+                Ok(())
             }
             Action::Group { name, gid } => {
-                sysusers.push(format!(
+                self.sysusers.push(format!(
                     "g {name} {}",
                     gid.map_or_else(|| "-".to_string(), |g| g.to_string())
                 ));
+                Ok(())
             }
             Action::EnvFile { path, vars, mode } => {
                 let mut text = String::new();
                 for (k, v) in vars {
-                    let value = cx.render(step, v)?;
+                    let value = self.cx.render(step, v)?;
                     if value.contains('\n') {
-                        return Err(step_error(
-                            resolved,
-                            step,
-                            format!("`{k}` renders to a value with a newline"),
-                        ));
+                        return Err(
+                            self.error(step, format!("`{k}` renders to a value with a newline"))
+                        );
                     }
                     text.push_str(&format!("{k}={}\n", env_quote(&value)));
                 }
-                tree.insert(
-                    path,
-                    Node {
-                        kind: Kind::File(FileData::Inline(Arc::from(text.into_bytes()))),
-                        mode: *mode,
-                        uid: 0,
-                        gid: 0,
-                    },
-                    &origin,
-                )
-                .map_err(|e| BuildError::Layer {
-                    recipe: recipe.name.clone(),
-                    source: e,
-                })?;
+                self.insert(path, inline(text, *mode, 0, 0), origin)
             }
         }
     }
-    if !sysusers.is_empty() {
-        let mut text = format!(
-            "# Users and groups of recipe `{}` (systemd-sysusers).\n",
-            recipe.name
-        );
-        for l in sysusers {
-            text.push_str(&l);
-            text.push('\n');
+
+    /// A `tree` step: a directory of a source (or a member of it) under `path`.
+    fn tree_step(
+        &mut self,
+        step: &Step,
+        origin: &str,
+        path: &ImagePath,
+        source: &str,
+        member: &RelPath,
+        owner: &Owner,
+    ) -> Result<(), BuildError> {
+        let m = (!member.is_root()).then(|| member.as_str());
+        let dir = match self.cx.materialise(step, source)? {
+            Materialised::Tree(root) => {
+                let root = root.clone();
+                match m {
+                    Some(m) => resolve_in_root(&root, m, true)
+                        .map_err(|e| self.error(step, format!("member `{m}`: {e}")))?,
+                    None => root,
+                }
+            }
+            Materialised::File(_) => {
+                return Err(self.error(
+                    step,
+                    format!("source `{source}` is a single file, not a tree"),
+                ));
+            }
+        };
+        if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            return Err(self.error(
+                step,
+                format!("member `{member}` of source `{source}` is not a directory"),
+            ));
         }
-        let p = path(&format!("{SYSUSERS_DIR}/{}.conf", recipe.name))?;
-        tree.insert(
-            &p,
-            Node {
-                kind: Kind::File(FileData::Inline(Arc::from(text.into_bytes()))),
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-            },
-            "user and group steps",
-        )
-        .map_err(|e| BuildError::Layer {
-            recipe: recipe.name.clone(),
-            source: e,
-        })?;
+        self.insert(path, Node::dir(0o755, owner.uid, owner.gid), origin)?;
+        let recipe = &self.cx.resolved.recipe.name;
+        self.tree
+            .add_host_tree(&dir, Some(path), owner.uid, owner.gid, origin)
+            .map_err(|e| BuildError::Layer {
+                recipe: recipe.clone(),
+                source: e,
+            })
     }
-    Ok(tree)
+
+    /// A `unit` step: the unit file, and with `enable` the links its [Install] section (or
+    /// `wanted-by`) asks for.
+    #[allow(clippy::too_many_arguments)]
+    fn unit(
+        &mut self,
+        step: &Step,
+        origin: &str,
+        name: &str,
+        content: &Content,
+        template: bool,
+        enable: bool,
+        wanted_by: &[String],
+    ) -> Result<(), BuildError> {
+        let mut text = self.cx.text(step, content)?;
+        if template {
+            text = self.cx.render(step, &text)?;
+        }
+        let unit_path = self
+            .unit_dir
+            .join(name)
+            .map_err(|e| self.error(step, e.to_string()))?;
+        // `wanted-by` replaces the unit's own [Install] section.
+        let targets: Vec<(String, &str)> = if wanted_by.is_empty() {
+            forge_schema::unit::install_targets(&text)
+        } else {
+            wanted_by.iter().map(|t| (t.clone(), "wants")).collect()
+        };
+        self.insert(&unit_path, inline(text, 0o644, 0, 0), origin)?;
+        if !enable {
+            return Ok(());
+        }
+        if name.contains("@.") {
+            return Err(self.error(
+                step,
+                format!("`{name}` is a template unit; enable an instance of it instead"),
+            ));
+        }
+        if targets.is_empty() {
+            return Err(self.error(
+                step,
+                format!(
+                    "unit `{name}` is enabled but says nowhere when to start: add `WantedBy=` or `RequiredBy=` to its [Install] section, or set `wanted-by`"
+                ),
+            ));
+        }
+        for (t, dir) in targets {
+            let link = path(&format!("/etc/systemd/system/{t}.{dir}/{name}"))?;
+            self.insert(&link, symlink(unit_path.to_string()), origin)?;
+        }
+        Ok(())
+    }
+
+    /// The layer, with the sysusers.d file of the user and group steps.
+    fn finish(mut self) -> Result<LayerTree, BuildError> {
+        if !self.sysusers.is_empty() {
+            let name = self.cx.resolved.recipe.name.clone();
+            let mut text = format!("# Users and groups of recipe `{name}` (systemd-sysusers).\n");
+            for l in &self.sysusers {
+                text.push_str(l);
+                text.push('\n');
+            }
+            let p = path(&format!("{SYSUSERS_DIR}/{name}.conf"))?;
+            self.insert(&p, inline(text, 0o644, 0, 0), "user and group steps")?;
+        }
+        Ok(self.tree)
+    }
+}
+
+/// Runs every step of recipe `name` and returns the layer's entries. `work` is a private,
+/// empty directory for unpacked sources.
+pub fn assemble(
+    plan: &Plan,
+    name: &str,
+    store: &Store,
+    work: &Path,
+) -> Result<LayerTree, BuildError> {
+    let resolved = plan
+        .recipes
+        .get(name)
+        .ok_or_else(|| BuildError::Target(format!("no recipe named `{name}`")))?;
+    let (templates, template_ctx) = template_env(plan, resolved)?;
+    let mut a = Assembly {
+        cx: Context {
+            resolved,
+            store,
+            work,
+            unpacked: BTreeMap::new(),
+            templates,
+            template_ctx,
+        },
+        tree: LayerTree::new(),
+        sysusers: Vec::new(),
+        unit_dir: path(UNIT_DIR)?,
+    };
+    for (index, step) in resolved.recipe.steps.iter().enumerate() {
+        let origin = format!(
+            "step {} ({}, {})",
+            index + 1,
+            describe(&step.action),
+            location(resolved, step)
+        );
+        a.step(step, &origin)?;
+    }
+    a.finish()
 }
 
 #[cfg(test)]
