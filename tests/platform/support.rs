@@ -453,9 +453,42 @@ pub struct Built {
 
 static BUILT: OnceLock<Result<Built, String>> = OnceLock::new();
 
+/// How many tests read the build: when the last of them is done, its images (about 9 GiB)
+/// are deleted, so the rest of a `cargo test` run has the disk back. A test run filtered
+/// to some of them leaves the images until the next run.
+const USERS: usize = 10;
+static DONE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A test's use of the build; the last one to finish deletes it.
+pub struct Use(&'static Built);
+
+impl std::ops::Deref for Use {
+    type Target = Built;
+    fn deref(&self) -> &Built {
+        self.0
+    }
+}
+
+impl Drop for Use {
+    fn drop(&mut self) {
+        if DONE.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == USERS {
+            let _ = fs::remove_dir_all(self.0.world.path());
+        }
+    }
+}
+
 /// The build every image and boot test reads; a failed build fails each of them with its
 /// message (it is not tried again).
-pub fn built() -> &'static Built {
+pub fn built() -> Use {
+    let b = built_once();
+    assert!(
+        b.world.path().exists(),
+        "the build was deleted before this test ran: raise support::USERS to the number of tests that call built()"
+    );
+    Use(b)
+}
+
+fn built_once() -> &'static Built {
     let r = BUILT.get_or_init(|| {
         std::panic::catch_unwind(build).map_err(|e| {
             e.downcast_ref::<String>()
