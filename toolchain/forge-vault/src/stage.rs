@@ -129,18 +129,39 @@ fn client(req: &Request<'_>) -> Result<VaultClient, StageError> {
     Ok(VaultClient::new(&addr, ca.as_deref())?)
 }
 
+/// Where the configuration token came from; decides what happens to tokens after the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenSource {
+    /// `VAULT_TOKEN`: the operator's own; forge neither makes nor renews one.
+    Environment,
+    /// forge's periodic token from the secrets directory: renewed when due.
+    Forge,
+    /// The root token from `vault init`: used once to make forge's token.
+    Root,
+}
+
+impl std::fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TokenSource::Environment => "VAULT_TOKEN",
+            TokenSource::Forge => "forge's token",
+            TokenSource::Root => "the root token",
+        })
+    }
+}
+
 /// The token to configure with: `VAULT_TOKEN`, else forge's, else the root token.
-fn token(req: &Request<'_>) -> Result<Option<(Secret, &'static str)>, StageError> {
+fn token(req: &Request<'_>) -> Result<Option<(Secret, TokenSource)>, StageError> {
     if let Some(t) = &req.token {
-        return Ok(Some((t.clone(), "VAULT_TOKEN")));
+        return Ok(Some((t.clone(), TokenSource::Environment)));
     }
     if let Some(t) = req.secrets.read(FORGE_TOKEN)? {
-        return Ok(Some((t, "forge's token")));
+        return Ok(Some((t, TokenSource::Forge)));
     }
     Ok(req
         .secrets
         .read(lifecycle::ROOT_TOKEN)?
-        .map(|t| (t, "the root token")))
+        .map(|t| (t, TokenSource::Root)))
 }
 
 fn inputs<'a>(
@@ -229,7 +250,7 @@ fn checked_members(req: &Request<'_>) -> Result<Vec<Member>, StageError> {
 async fn configuring_client(
     req: &Request<'_>,
     c: &VaultClient,
-) -> Result<(VaultClient, &'static str), StageError> {
+) -> Result<(VaultClient, TokenSource), StageError> {
     let Some((tok, source)) = token(req)? else {
         return Err(no_token(req));
     };
@@ -490,9 +511,9 @@ pub async fn apply(
     }
     run.switch_agents(inp.exoscale.is_some()).await?;
     match source {
-        "the root token" => ensure_forge_token(&c, req.secrets, report).await?,
-        "forge's token" => renew_if_due(&c).await?,
-        _ => {}
+        TokenSource::Root => ensure_forge_token(&c, req.secrets, report).await?,
+        TokenSource::Forge => renew_if_due(&c).await?,
+        TokenSource::Environment => {}
     }
     Ok(run.finish(&c))
 }
