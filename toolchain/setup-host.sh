@@ -5,7 +5,8 @@
 # dosfstools, mtools, syslinux, systemd-boot-efi, qemu, OVMF and SeaBIOS; and for the
 # platform tests pip and venv (toolchain/local-sources.sh, toolchain/test-tools.sh), openssl,
 # curl and systemd-analyze, and OpenSSH (the Vault stage reaches members over ssh; its test
-# runs sshd on loopback).
+# runs sshd on loopback); bubblewrap for the sandbox of build steps, and busybox-static,
+# the shell of the sandbox tests.
 # Idempotent: installs only what is missing. Packages come from the host's configured apt
 # sources; no mirror host is written here.
 set -euo pipefail
@@ -20,7 +21,8 @@ fi
 packages=(build-essential cmake pkg-config ca-certificates coreutils tar zstd gnupg
     mmdebstrap dosfstools mtools syslinux syslinux-common systemd-boot-efi
     qemu-system-x86 qemu-utils ovmf seabios libarchive13 fdisk
-    python3-pip python3-venv openssl systemd curl openssh-client openssh-server)
+    python3-pip python3-venv openssl systemd curl openssh-client openssh-server
+    bubblewrap busybox-static)
 missing=()
 for p in "${packages[@]}"; do
     # No pipes into early-exiting readers (grep -q, head): under pipefail the writer's

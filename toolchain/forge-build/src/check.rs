@@ -13,7 +13,7 @@ use forge_store::Store;
 
 use crate::BuildError;
 use crate::engine::{BuildSettings, Observer, build, prepare_sources};
-use crate::plan::{Plan, closure};
+use crate::plan::{Plan, build_closure};
 
 /// The verdict for one output.
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ pub async fn check(
     settings: &BuildSettings,
     observer: Arc<dyn Observer>,
 ) -> Result<Vec<CheckResult>, BuildError> {
-    let names = closure(plan, targets);
+    let names = build_closure(plan, targets);
     let mut expected = Vec::new();
     for n in &names {
         let r = &plan.recipes[n];

@@ -14,7 +14,7 @@ use forge_schema::recipe::SourceKind;
 use forge_store::{OutputRecord, Store};
 
 use crate::BuildError;
-use crate::plan::{PathContent, Plan, closure};
+use crate::plan::{PathContent, Plan, build_closure};
 use crate::steps;
 
 /// What the CLI hears while a build runs.
@@ -159,7 +159,7 @@ fn build_one(
     }
     observer.started(name, &r.recipe.version);
     let work = store.temp_dir()?;
-    let tree = steps::assemble(plan, name, store, work.path())?;
+    let tree = steps::assemble(plan, name, store, work.path(), jobs)?;
     let mut tmp = store.temp_file()?;
     let packed = {
         let file: &mut File = tmp.as_file_mut();
@@ -232,7 +232,7 @@ pub async fn build(
     settings: &BuildSettings,
     observer: Arc<dyn Observer>,
 ) -> Result<Vec<Outcome>, BuildError> {
-    let names = closure(plan, targets);
+    let names = build_closure(plan, targets);
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
     let mut todo: Vec<String> = Vec::new();
     for n in &names {
@@ -268,8 +268,7 @@ pub async fn build(
         .map(|n| {
             let deps = plan.recipes[n]
                 .recipe
-                .inputs
-                .iter()
+                .build_deps()
                 .filter(|i| todo_set.contains(*i))
                 .count();
             (n.clone(), deps)
@@ -316,7 +315,7 @@ pub async fn build(
             Ok((Ok((record, cached)), seconds)) => {
                 observer.finished(&name, cached, seconds);
                 for (n, d) in waiting.iter_mut() {
-                    if plan.recipes[n].recipe.inputs.contains(&name) {
+                    if plan.recipes[n].recipe.build_deps().any(|d| *d == name) {
                         *d -= 1;
                     }
                 }

@@ -7,6 +7,7 @@
 pub mod check;
 pub mod engine;
 pub mod plan;
+pub mod sandbox;
 pub mod steps;
 
 use std::path::PathBuf;
@@ -34,6 +35,28 @@ pub enum BuildError {
         location: String,
         message: String,
     },
+    /// A build step's program failed (or was killed).
+    #[error("{0}")]
+    StepFailed(Box<StepFailure>),
+    /// The program of a build step is not in its sandbox.
+    #[error(
+        "{location}: recipe `{recipe}`: `{program}` is not in the build sandbox, {detail}\nhelp: add the recipe that installs `{program}` to `tools`, or give its path inside the sandbox"
+    )]
+    ToolMissing {
+        recipe: String,
+        location: String,
+        program: String,
+        /// What the sandbox holds, and where the host has such a program.
+        detail: String,
+    },
+    /// bubblewrap is missing or cannot start.
+    #[error(
+        "a build step needs bubblewrap (`bwrap`) to make its sandbox, and it cannot be started: {source}\nhelp: install it (Debian: `apt install bubblewrap`)"
+    )]
+    NoSandbox {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("recipe `{recipe}`: {source}")]
     Layer {
         recipe: String,
@@ -52,4 +75,21 @@ pub enum BuildError {
     CheckUnlocked(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// What a failed build step left to say.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{location}: recipe `{recipe}`: the build step failed ({status}); its last lines:\n{tail}\nthe whole log is kept in `{}`{hint}",
+    log.display()
+)]
+pub struct StepFailure {
+    pub recipe: String,
+    pub location: String,
+    pub status: String,
+    /// The last lines of its output, indented.
+    pub tail: String,
+    pub log: PathBuf,
+    /// Empty, or a line that starts with a newline.
+    pub hint: String,
 }

@@ -65,17 +65,22 @@ pub struct Plan {
 pub fn order(recipes: &BTreeMap<String, Recipe>) -> Result<Vec<String>, BuildError> {
     let mut errors = Vec::new();
     for r in recipes.values() {
-        for (input, span) in &r.input_spans {
-            if !recipes.contains_key(input) {
+        let deps = r
+            .input_spans
+            .iter()
+            .map(|d| (d, "inputs"))
+            .chain(r.tool_spans.iter().map(|d| (d, "tools")));
+        for ((dep, span), list) in deps {
+            if !recipes.contains_key(dep) {
                 let mut e = r.file.error(
                     span.clone(),
-                    format!("recipe `{}` needs `{input}`, which does not exist", r.name),
+                    format!("recipe `{}` needs `{dep}`, which does not exist", r.name),
                 );
-                if let Some(best) = did_you_mean(input, recipes.keys().map(String::as_str)) {
+                if let Some(best) = did_you_mean(dep, recipes.keys().map(String::as_str)) {
                     e = e.with_help(format!("did you mean `{best}`?"));
                 } else {
                     e = e.with_help(format!(
-                        "add `recipes/{input}.toml` or remove it from `inputs`"
+                        "add `recipes/{dep}.toml` or remove it from `{list}`"
                     ));
                 }
                 errors.push(e);
@@ -102,7 +107,7 @@ pub fn order(recipes: &BTreeMap<String, Recipe>) -> Result<Vec<String>, BuildErr
         let mut stack: Vec<(&str, usize)> = vec![(start.as_str(), 0)];
         marks.insert(start, Mark::Grey);
         while let Some((node, i)) = stack.pop() {
-            let inputs = &recipes[node].inputs;
+            let inputs: Vec<&String> = recipes[node].build_deps().collect();
             if i < inputs.len() {
                 stack.push((node, i + 1));
                 let next = inputs[i].as_str();
@@ -117,11 +122,11 @@ pub fn order(recipes: &BTreeMap<String, Recipe>) -> Result<Vec<String>, BuildErr
                             stack[pos..].iter().map(|(n, _)| n.to_string()).collect();
                         cycle.push(next.to_string());
                         let first = &recipes[cycle[0].as_str()];
-                        let span = first.input_spans.get(&cycle[1]).cloned().unwrap_or(0..0);
+                        let span = first.dep_span(&cycle[1]).unwrap_or(0..0);
                         let e = first
                             .file
                             .error(span, format!("recipe cycle: {}", cycle.join(" -> ")))
-                            .with_help("a recipe cannot depend on itself, directly or through its inputs; remove one of these inputs");
+                            .with_help("a recipe cannot depend on itself, directly or through its inputs and tools; remove one of these");
                         return Err(BuildError::Diagnostics(e.into()));
                     }
                     Some(Mark::Black) => {}
@@ -135,15 +140,26 @@ pub fn order(recipes: &BTreeMap<String, Recipe>) -> Result<Vec<String>, BuildErr
     Ok(out)
 }
 
-/// Recipes needed to build `targets`: the targets and all their inputs, in build order.
+/// The layers of `targets`: the targets and all their inputs, in build order (what an
+/// image that takes `targets` contains; tools are not part of it).
 pub fn closure(plan: &Plan, targets: &[String]) -> Vec<String> {
+    reach(plan, targets, |r| r.inputs.iter().collect())
+}
+
+/// Recipes needed to build `targets`: the targets, their inputs and their tools (with
+/// everything those need), in build order.
+pub fn build_closure(plan: &Plan, targets: &[String]) -> Vec<String> {
+    reach(plan, targets, |r| r.build_deps().collect())
+}
+
+fn reach(plan: &Plan, targets: &[String], deps: impl Fn(&Recipe) -> Vec<&String>) -> Vec<String> {
     let mut need: BTreeSet<&str> = BTreeSet::new();
     let mut todo: Vec<&str> = targets.iter().map(String::as_str).collect();
     while let Some(t) = todo.pop() {
         if need.insert(t)
             && let Some(r) = plan.recipes.get(t)
         {
-            todo.extend(r.recipe.inputs.iter().map(String::as_str));
+            todo.extend(deps(&r.recipe).into_iter().map(String::as_str));
         }
     }
     plan.order
@@ -157,12 +173,7 @@ pub fn closure(plan: &Plan, targets: &[String]) -> Vec<String> {
 pub fn dependents(plan: &Plan, names: &[String]) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = names.iter().cloned().collect();
     for n in &plan.order {
-        if plan.recipes[n]
-            .recipe
-            .inputs
-            .iter()
-            .any(|i| out.contains(i))
-        {
+        if plan.recipes[n].recipe.build_deps().any(|i| out.contains(i)) {
             out.insert(n.clone());
         }
     }
@@ -342,8 +353,7 @@ impl Plan {
                 }
             }
             let inputs: BTreeMap<String, Sha256Digest> = r
-                .inputs
-                .iter()
+                .build_deps()
                 .filter_map(|i| recipes.get(i).map(|ri| (i.clone(), ri.hash)))
                 .collect();
             let hash = recipe_hash(
@@ -413,6 +423,7 @@ impl Plan {
             version: r.recipe.version.clone(),
             hash: r.hash,
             inputs: r.recipe.inputs.clone(),
+            tools: r.recipe.tools.clone(),
             sources: r.sources.iter().map(locked_source).collect(),
             layer_sha256: layer.map(|l| l.layer_sha256),
             layer_size: layer.map(|l| l.layer_size),

@@ -176,6 +176,7 @@ mod tests {
             version: "1".into(),
             hash: Sha256Digest::of(hash),
             inputs: vec![],
+            tools: vec![],
             sources: vec![],
             layer_sha256: layer.map(Sha256Digest::of),
             layer_size: layer.map(|l| l.len() as u64),

@@ -35,7 +35,7 @@ pub struct HashInputs<'a> {
     pub parameters: &'a BTreeMap<String, ParamValue>,
     /// Content hash of every path source, by source name (URL sources carry their own).
     pub path_sources: &'a BTreeMap<String, Sha256Digest>,
-    /// Recipe hash of every input, by recipe name.
+    /// Recipe hash of every input and every tool, by recipe name.
     pub inputs: &'a BTreeMap<String, Sha256Digest>,
 }
 
@@ -66,6 +66,10 @@ struct View<'a> {
     values: &'a BTreeMap<String, ParamValue>,
     sources: Vec<SourceView<'a>>,
     inputs: Vec<(&'a str, Option<Sha256Digest>)>,
+    /// Only for recipes with tools (absent otherwise, so the encoding of every other
+    /// recipe is unchanged).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<(&'a str, Option<Sha256Digest>)>,
     steps: Vec<&'a Action>,
 }
 
@@ -109,6 +113,11 @@ pub fn canonical_encoding(recipe: &Recipe, ctx: &HashInputs<'_>) -> Vec<u8> {
             .inputs
             .iter()
             .map(|i| (i.as_str(), ctx.inputs.get(i).copied()))
+            .collect(),
+        tools: recipe
+            .tools
+            .iter()
+            .map(|t| (t.as_str(), ctx.inputs.get(t).copied()))
             .collect(),
         steps: recipe.steps.iter().map(|s| &s.action).collect(),
     };

@@ -57,6 +57,8 @@ pub struct GcReport {
     pub blobs_removed: usize,
     pub outputs_removed: usize,
     pub temp_removed: usize,
+    /// Build logs of recipes whose outputs are not kept.
+    pub logs_removed: usize,
     pub bytes_freed: u64,
     pub blobs_kept: usize,
 }
@@ -182,6 +184,23 @@ impl Store {
         let locks = self.root.join("locks");
         for entry in fs::read_dir(&locks).at(&locks)? {
             doomed.push(entry.at(&locks)?.path());
+        }
+        // Build logs (`<recipe hash>.stepN.log`) go with their recipe's output.
+        let logs = self.root.join("logs");
+        if logs.is_dir() {
+            for entry in fs::read_dir(&logs).at(&logs)? {
+                let path = entry.at(&logs)?.path();
+                let recipe = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.split('.').next())
+                    .and_then(|h| h.parse::<Sha256Digest>().ok());
+                if !recipe.is_some_and(|h| keep.outputs.contains(&h)) {
+                    report.logs_removed += 1;
+                    report.bytes_freed += size_of(&path);
+                    doomed.push(path);
+                }
+            }
         }
 
         if !dry_run {

@@ -248,7 +248,7 @@ impl Store {
     }
 
     fn open_mode(root: &Path, exclusive: bool, on_wait: WaitNotice<'_>) -> Result<Self> {
-        for dir in ["blobs/sha256", "outputs", "locks", "roots", "tmp"] {
+        for dir in ["blobs/sha256", "outputs", "locks", "roots", "tmp", "logs"] {
             let d = root.join(dir);
             fs::create_dir_all(&d).at(&d)?;
         }
@@ -294,6 +294,23 @@ impl Store {
 
     pub fn is_exclusive(&self) -> bool {
         self.exclusive
+    }
+
+    /// Where the log of build step `step` (1-based) of the recipe with hash `recipe_hash`
+    /// is kept (whether or not it exists): `logs/<hash>.step<N>.log`.
+    pub fn log_path(&self, recipe_hash: &Sha256Digest, step: usize) -> PathBuf {
+        self.root
+            .join("logs")
+            .join(format!("{}.step{step}.log", recipe_hash.to_hex()))
+    }
+
+    /// Keeps the log of a build step (successful or not) in the store, atomically, and
+    /// returns where. A later run of the same step replaces it. `forge gc` removes the logs
+    /// of recipes whose outputs it removes.
+    pub fn keep_log(&self, recipe_hash: &Sha256Digest, step: usize, log: &Path) -> Result<PathBuf> {
+        let dest = self.log_path(recipe_hash, step);
+        fsutil::copy_atomic(log, &dest, Some(0o644)).at(&dest)?;
+        Ok(dest)
     }
 
     /// Path of a blob (whether or not it exists).

@@ -1,9 +1,10 @@
 //! Running a recipe's declarative steps: from sources in the store to a [`LayerTree`].
 //!
-//! Steps never run a program. Templates are rendered by minijinja with the recipe's
-//! parameters, its name/version/hash and its inputs' versions and hashes: no environment,
-//! no files, no clock. Archives are unpacked into the build's private work directory with
-//! the checks of `forge-archive`; members are resolved as in a chroot.
+//! Steps other than `build` never run a program. Templates are rendered by minijinja with
+//! the recipe's parameters, its name/version/hash and its inputs' versions and hashes: no
+//! environment, no files, no clock. Archives are unpacked into the build's private work
+//! directory with the checks of `forge-archive`; members are resolved as in a chroot. A
+//! `build` step runs its program in the sandbox of [`crate::sandbox`].
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -20,6 +21,8 @@ use forge_store::Store;
 
 use crate::BuildError;
 use crate::plan::{PathContent, Plan, ResolvedRecipe};
+
+mod build;
 
 /// Where a step reads a source from.
 enum Materialised {
@@ -69,6 +72,7 @@ fn describe(action: &Action) -> String {
         Action::User { name, .. } => format!("user {name}"),
         Action::Group { name, .. } => format!("group {name}"),
         Action::EnvFile { path, .. } => format!("env-file {path}"),
+        Action::Build { path, .. } => format!("build {path}"),
     }
 }
 
@@ -380,6 +384,11 @@ fn symlink(target: String) -> Node {
 /// One recipe's layer as its steps make it.
 struct Assembly<'a> {
     cx: Context<'a>,
+    plan: &'a Plan,
+    /// Jobs a build step may run at once (`FORGE_BUILD_JOBS`).
+    jobs: usize,
+    /// The step being run, 1-based (names its log).
+    step_no: usize,
     tree: LayerTree,
     /// sysusers.d lines of the `user` and `group` steps, written once at the end.
     sysusers: Vec<String>,
@@ -488,6 +497,17 @@ impl Assembly<'_> {
                     text.push_str(&format!("{k}={}\n", env_quote(&value)));
                 }
                 self.insert(path, inline(text, *mode, 0, 0), origin)
+            }
+            Action::Build {
+                path,
+                run,
+                sources,
+                env,
+                template,
+                owner,
+            } => {
+                let (argv, env) = self.invocation(step, run, env, *template)?;
+                self.build_step(step, origin, path, &argv, &env, sources, owner)
             }
         }
     }
@@ -604,12 +624,14 @@ impl Assembly<'_> {
 }
 
 /// Runs every step of recipe `name` and returns the layer's entries. `work` is a private,
-/// empty directory for unpacked sources.
+/// empty directory for unpacked sources and build steps; `jobs` is what a build step may
+/// use at once.
 pub fn assemble(
     plan: &Plan,
     name: &str,
     store: &Store,
     work: &Path,
+    jobs: usize,
 ) -> Result<LayerTree, BuildError> {
     let resolved = plan
         .recipes
@@ -625,11 +647,15 @@ pub fn assemble(
             templates,
             template_ctx,
         },
+        plan,
+        jobs: jobs.max(1),
+        step_no: 0,
         tree: LayerTree::new(),
         sysusers: Vec::new(),
         unit_dir: path(UNIT_DIR)?,
     };
     for (index, step) in resolved.recipe.steps.iter().enumerate() {
+        a.step_no = index + 1;
         let origin = format!(
             "step {} ({}, {})",
             index + 1,

@@ -151,6 +151,9 @@ pub struct LockedRecipe {
     pub hash: Sha256Digest,
     #[serde(default)]
     pub inputs: Vec<String>,
+    /// The recipes of the build sandbox (only written when there are some).
+    #[serde(default)]
+    pub tools: Vec<String>,
     #[serde(default, rename = "source")]
     pub sources: Vec<LockedSource>,
     /// SHA-256 of the compressed layer (`.tar.zst`).
@@ -357,6 +360,7 @@ mod tests {
                 version: "1.0".into(),
                 hash: Sha256Digest::of(b"h"),
                 inputs: vec!["base".into()],
+                tools: vec![],
                 sources: vec![
                     LockedSource {
                         name: "z".into(),

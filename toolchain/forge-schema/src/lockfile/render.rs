@@ -28,6 +28,9 @@ impl Lockfile {
             t["version"] = value(r.version.as_str());
             t["hash"] = value(r.hash.to_hex());
             t["inputs"] = value(string_array(&r.inputs));
+            if !r.tools.is_empty() {
+                t["tools"] = value(string_array(&r.tools));
+            }
             if let Some(l) = r.layer_sha256 {
                 t["layer-sha256"] = value(l.to_hex());
             }

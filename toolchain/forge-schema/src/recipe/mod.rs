@@ -263,7 +263,46 @@ pub enum Action {
         vars: BTreeMap<String, String>,
         mode: u32,
     },
+    /// A program run in the build sandbox (docs/recipes.md, "Build steps"): what it writes
+    /// to `$out` becomes the layer's tree under `path`.
+    Build {
+        path: ImagePath,
+        run: Run,
+        /// Sources mounted read-only at `/src/NAME`, in the order given.
+        sources: Vec<String>,
+        /// Extra environment; never one of [`SANDBOX_ENV`].
+        env: BTreeMap<String, String>,
+        /// Whether the command's arguments, the script and the env values are templates.
+        template: bool,
+        owner: Owner,
+    },
 }
+
+/// What a `build` step runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Run {
+    /// A program and its arguments, the program found on the sandbox's `PATH`.
+    Command(Vec<String>),
+    /// A script run by the sandbox's `/bin/sh -eu`.
+    Script(String),
+}
+
+/// Variables the sandbox sets itself, so a recipe cannot make a build depend on them.
+pub const SANDBOX_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "TZ",
+    "LC_ALL",
+    "LANG",
+    "SOURCE_DATE_EPOCH",
+    "USER",
+    "LOGNAME",
+    "out",
+    "src",
+    "FORGE_BUILD_JOBS",
+];
 
 /// A step with the span of its table, for errors found while building.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,6 +324,9 @@ pub struct Recipe {
     pub description: String,
     /// Names of input recipes, sorted and without duplicates.
     pub inputs: Vec<String>,
+    /// Recipes whose layers make the root of the build sandbox (build steps only; an image
+    /// that takes this recipe does not take its tools). Sorted, without duplicates.
+    pub tools: Vec<String>,
     pub parameters: BTreeMap<String, Parameter>,
     pub sources: Vec<Source>,
     pub steps: Vec<Step>,
@@ -292,6 +334,25 @@ pub struct Recipe {
     pub file: SourceFile,
     /// Span of each input name, for "unknown recipe" and cycle errors.
     pub input_spans: BTreeMap<String, Range<usize>>,
+    /// Span of each tool name, likewise.
+    pub tool_spans: BTreeMap<String, Range<usize>>,
+}
+
+impl Recipe {
+    /// The recipes this one needs built first: its inputs and its tools.
+    pub fn build_deps(&self) -> impl Iterator<Item = &String> {
+        self.inputs
+            .iter()
+            .chain(self.tools.iter().filter(|t| !self.inputs.contains(t)))
+    }
+
+    /// The span naming dependency `name` (an input or a tool).
+    pub fn dep_span(&self, name: &str) -> Option<Range<usize>> {
+        self.input_spans
+            .get(name)
+            .or_else(|| self.tool_spans.get(name))
+            .cloned()
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -306,6 +367,8 @@ struct RawRecipe {
     description: Option<String>,
     #[serde(default)]
     inputs: Vec<Spanned<String>>,
+    #[serde(default)]
+    tools: Vec<Spanned<String>>,
     #[serde(default)]
     parameters: BTreeMap<Spanned<String>, Spanned<RawParameter>>,
     #[serde(default)]
@@ -365,6 +428,7 @@ enum StepKind {
     User,
     Group,
     EnvFile,
+    Build,
 }
 
 impl StepKind {
@@ -379,6 +443,7 @@ impl StepKind {
             StepKind::User => "user",
             StepKind::Group => "group",
             StepKind::EnvFile => "env-file",
+            StepKind::Build => "build",
         }
     }
 
@@ -403,6 +468,9 @@ impl StepKind {
             StepKind::User => &["name", "uid", "description", "home", "shell", "groups"],
             StepKind::Group => &["name", "gid"],
             StepKind::EnvFile => &["path", "vars", "mode"],
+            StepKind::Build => &[
+                "path", "command", "script", "sources", "env", "template", "uid", "gid",
+            ],
         }
     }
 }
@@ -430,6 +498,10 @@ struct RawStep {
     home: Option<Spanned<String>>,
     shell: Option<Spanned<String>>,
     groups: Option<Spanned<Vec<Spanned<String>>>>,
+    command: Option<Spanned<Vec<Spanned<String>>>>,
+    script: Option<Spanned<String>>,
+    sources: Option<Spanned<Vec<Spanned<String>>>>,
+    env: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
 }
 
 impl RawStep {
@@ -459,6 +531,10 @@ impl RawStep {
             s("home", &self.home),
             s("shell", &self.shell),
             s("groups", &self.groups),
+            s("command", &self.command),
+            s("script", &self.script),
+            s("sources", &self.sources),
+            s("env", &self.env),
         ]
         .into_iter()
         .flatten()
@@ -554,174 +630,4 @@ impl Checker<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::diag::Diagnostics;
-
-    fn parse(text: &str) -> Result<Recipe, Diagnostics> {
-        Recipe::parse(&SourceFile::new("recipes/hello.toml", text), "hello")
-    }
-
-    const GOOD: &str = r#"
-name = "hello"
-version = "1.0"
-description = "says hello"
-inputs = ["base"]
-
-[parameters.greeting]
-type = "string"
-default = "hi"
-
-[[source]]
-name = "text"
-path = "files/hello.txt"
-
-[[source]]
-name = "tool"
-urls = ["https://example.org/dl/tool-1.0.tar.gz?x=1"]
-sha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-unpack = "tar.gz"
-strip-components = 1
-
-[[step]]
-kind = "file"
-path = "/usr/share/hello/hello.txt"
-from = "text"
-
-[[step]]
-kind = "tree"
-path = "/opt/tool"
-from = "tool"
-member = "bin"
-
-[[step]]
-kind = "unit"
-name = "hello.service"
-content = "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"
-enable = true
-
-[[step]]
-kind = "mkdir"
-path = "/var/lib/hello/"
-mode = "0750"
-"#;
-
-    #[test]
-    fn parses_and_normalises() {
-        let r = parse(GOOD).unwrap();
-        assert_eq!(r.name, "hello");
-        assert_eq!(r.inputs, ["base"]);
-        assert_eq!(r.sources[1].file_name, "tool-1.0.tar.gz");
-        assert_eq!(r.sources[0].file_name, "hello.txt");
-        assert_eq!(r.steps.len(), 4);
-        match &r.steps[0].action {
-            Action::File { mode, path, .. } => {
-                assert_eq!(*mode, None);
-                assert_eq!(path.relative(), "usr/share/hello/hello.txt");
-            }
-            other => panic!("{other:?}"),
-        }
-        match &r.steps[3].action {
-            Action::Mkdir { mode, path, .. } => {
-                assert_eq!(*mode, 0o750);
-                assert_eq!(path.relative(), "var/lib/hello");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn first_error(text: &str) -> TomlError {
-        parse(text).unwrap_err().errors.remove(0)
-    }
-
-    #[test]
-    fn unknown_top_level_key_suggests() {
-        let e = first_error("name = \"hello\"\nversoin = \"1\"\n");
-        assert!(e.message.contains("unknown field `versoin`"), "{e}");
-        assert_eq!((e.line, e.col), (2, 1));
-        assert_eq!(e.help.as_deref(), Some("did you mean `version`?"));
-    }
-
-    #[test]
-    fn wrong_field_for_kind() {
-        let e = first_error(
-            "name = \"hello\"\nversion = \"1\"\n[[step]]\nkind = \"file\"\npath = \"/x\"\ncontent = \"\"\ntarget = \"y\"\n",
-        );
-        assert!(
-            e.message
-                .contains("`target` is not a field of a `file` step"),
-            "{e}"
-        );
-        assert_eq!((e.line, e.col), (7, 10));
-    }
-
-    #[test]
-    fn integer_mode_is_refused() {
-        let e = first_error(
-            "name = \"hello\"\nversion = \"1\"\n[[step]]\nkind = \"mkdir\"\npath = \"/x\"\nmode = 755\n",
-        );
-        assert!(e.message.contains("integer"), "{e}");
-        assert_eq!(
-            e.help.as_deref(),
-            Some("write it as a string of octal digits, e.g. `mode = \"0755\"`")
-        );
-    }
-
-    #[test]
-    fn url_source_needs_sha() {
-        let e = first_error(
-            "name = \"hello\"\nversion = \"1\"\n[[source]]\nname = \"x\"\nurls = [\"https://a/b\"]\n",
-        );
-        assert!(e.message.contains("no `sha256`"), "{e}");
-    }
-
-    #[test]
-    fn unknown_source_reference() {
-        let e = first_error(
-            "name = \"hello\"\nversion = \"1\"\n[[source]]\nname = \"text\"\npath = \"a\"\n[[step]]\nkind = \"file\"\npath = \"/x\"\nfrom = \"txt\"\n",
-        );
-        assert!(e.message.contains("no source named `txt`"), "{e}");
-        assert_eq!(e.help.as_deref(), Some("did you mean `text`?"));
-    }
-
-    #[test]
-    fn name_must_match_file() {
-        let e = Recipe::parse(
-            &SourceFile::new("recipes/x.toml", "name = \"y\"\nversion = \"1\"\n"),
-            "x",
-        )
-        .unwrap_err();
-        assert!(e.errors[0].message.contains("in a file named `x.toml`"));
-    }
-
-    #[test]
-    fn parameters_resolve() {
-        let r = parse(GOOD).unwrap();
-        let v = r.resolve_parameters(&BTreeMap::new()).unwrap();
-        assert_eq!(v["greeting"], ParamValue::String("hi".into()));
-        let mut o = BTreeMap::new();
-        o.insert("greting".to_string(), toml::Value::String("x".into()));
-        assert!(
-            r.resolve_parameters(&o)
-                .unwrap_err()
-                .contains("did you mean `greeting`")
-        );
-        let mut o = BTreeMap::new();
-        o.insert("greeting".to_string(), toml::Value::Integer(1));
-        assert!(
-            r.resolve_parameters(&o)
-                .unwrap_err()
-                .contains("expected a value of type `string`")
-        );
-    }
-
-    #[test]
-    fn url_file_names() {
-        assert_eq!(
-            url_file_name("https://a/b/c.tgz?x#y").as_deref(),
-            Some("c.tgz")
-        );
-        assert_eq!(url_file_name("https://a/"), None);
-        assert_eq!(url_file_name("https://a"), None);
-    }
-}
+mod tests;

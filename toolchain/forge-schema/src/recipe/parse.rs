@@ -78,6 +78,17 @@ impl Recipe {
             }
             input_spans.insert(n, input.span());
         }
+        let mut tool_spans = BTreeMap::new();
+        for tool in &raw.tools {
+            let n = c.name("tool recipe", tool);
+            if n == name {
+                c.err(
+                    tool.span(),
+                    format!("recipe `{name}` lists itself as a tool"),
+                );
+            }
+            tool_spans.insert(n, tool.span());
+        }
 
         let mut parameters = BTreeMap::new();
         for (pname, p) in &raw.parameters {
@@ -120,6 +131,13 @@ impl Recipe {
         let mut steps = Vec::new();
         for st in &raw.step {
             if let Some(step) = check_step(&mut c, st, &sources) {
+                if matches!(step.action, Action::Build { .. }) && tool_spans.is_empty() {
+                    c.err_help(
+                        step.span.clone(),
+                        "a `build` step runs in a sandbox that holds only the recipe's tools, and this recipe has none",
+                        "add `tools = [\"...\"]`: the recipes that install the programs the step runs (a shell, a compiler)",
+                    );
+                }
                 steps.push(step);
             }
         }
@@ -132,11 +150,13 @@ impl Recipe {
             version,
             description: raw.description.unwrap_or_default().trim().to_string(),
             inputs: input_spans.keys().cloned().collect(),
+            tools: tool_spans.keys().cloned().collect(),
             parameters,
             sources,
             steps,
             file: file.clone(),
             input_spans,
+            tool_spans,
         })
     }
 

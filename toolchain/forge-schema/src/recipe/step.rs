@@ -298,8 +298,120 @@ pub(super) fn check_step(
                 mode: c.mode(&r.mode, 0o644),
             }
         }
+        StepKind::Build => {
+            let path = c.image_path(need!(path, "path"));
+            check_build(c, r, span.clone(), sources, path?, owner)?
+        }
     };
     Some(Step { action, span })
+}
+
+/// A `build` step: `command` or `script`, the sources it sees, its extra environment.
+fn check_build(
+    c: &mut Checker<'_>,
+    r: &RawStep,
+    span: std::ops::Range<usize>,
+    sources: &[Source],
+    path: ImagePath,
+    owner: Owner,
+) -> Option<Action> {
+    let run = match (&r.command, &r.script) {
+        (Some(cmd), None) => {
+            let argv: Vec<String> = cmd.get_ref().iter().map(|a| a.get_ref().clone()).collect();
+            match argv.first() {
+                None => {
+                    c.err(
+                        cmd.span(),
+                        "`command` is empty: give the program and its arguments",
+                    );
+                    return None;
+                }
+                Some(p) if p.is_empty() || p.contains('\0') => {
+                    c.err(
+                        cmd.span(),
+                        "the program of `command` may not be empty or contain NUL",
+                    );
+                    return None;
+                }
+                Some(_) => Run::Command(argv),
+            }
+        }
+        (None, Some(script)) => Run::Script(script.get_ref().clone()),
+        (Some(_), Some(script)) => {
+            c.err(
+                script.span(),
+                "a `build` step takes `command` or `script`, not both",
+            );
+            return None;
+        }
+        (None, None) => {
+            c.err_help(
+                span,
+                "a `build` step needs `command` or `script`",
+                "`command = [\"go\", \"build\", ...]` runs a program; `script = \"...\"` runs `/bin/sh -eu`",
+            );
+            return None;
+        }
+    };
+    let mut mounted = Vec::new();
+    let mut ok = true;
+    for name in r
+        .sources
+        .as_ref()
+        .map(|s| s.get_ref().as_slice())
+        .unwrap_or(&[])
+    {
+        let n = name.get_ref();
+        if !sources.iter().any(|s| &s.name == n) {
+            ok = false;
+            let msg = format!("no source named `{n}` in this recipe");
+            match did_you_mean(n, sources.iter().map(|s| s.name.as_str())) {
+                Some(b) => c.err_help(name.span(), msg, format!("did you mean `{b}`?")),
+                None => c.err(name.span(), msg),
+            }
+        } else if mounted.contains(n) {
+            ok = false;
+            c.err(name.span(), format!("source `{n}` is listed twice"));
+        } else {
+            mounted.push(n.clone());
+        }
+    }
+    let mut env = BTreeMap::new();
+    for (k, v) in r
+        .env
+        .as_ref()
+        .map(|e| e.get_ref().iter())
+        .into_iter()
+        .flatten()
+    {
+        let key = k.get_ref();
+        if !env_name_ok(key) {
+            ok = false;
+            c.err(
+                k.span(),
+                format!("`{key}` is not an environment variable name"),
+            );
+        } else if SANDBOX_ENV.contains(&key.as_str()) {
+            ok = false;
+            c.err_help(
+                k.span(),
+                format!("`{key}` is set by the sandbox"),
+                "the sandbox fixes PATH, HOME, TMPDIR, TZ, LC_ALL, SOURCE_DATE_EPOCH, out and src so every build sees the same; remove it",
+            );
+        } else if v.get_ref().contains('\0') {
+            ok = false;
+            c.err(v.span(), "environment values may not contain NUL");
+        }
+        env.insert(key.clone(), v.get_ref().clone());
+    }
+    ok.then_some(Action::Build {
+        path,
+        run,
+        sources: mounted,
+        env,
+        template: r.template.as_ref().is_some_and(|t| *t.get_ref()),
+        owner,
+    })
 }
 
 pub(super) fn sysusers_name_ok(name: &str) -> bool {

@@ -18,7 +18,7 @@ pub fn run(g: &Globals, args: &FetchArgs) -> Result<()> {
     let defs = project.definitions()?;
     let plan = Arc::new(Plan::resolve(&project, None)?);
     let sel = select(&plan, defs, &args.targets)?;
-    let names = forge_build::plan::closure(&plan, &sel.recipes);
+    let names = forge_build::plan::build_closure(&plan, &sel.recipes);
     let settings = FetchSettings::resolve(&args.fetch, false, &g.env).build(Some(defs));
     let store = g.open_store(false)?;
     let observer = CliObserver::shared(&g.printer);

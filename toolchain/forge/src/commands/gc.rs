@@ -22,10 +22,11 @@ pub fn run(g: &Globals, args: &GcArgs) -> Result<()> {
     g.printer.status(
         verb,
         &format!(
-            "{} blob(s), {} output record(s), {} temp file(s): {} freed; {} root(s) kept{}",
+            "{} blob(s), {} output record(s), {} temp file(s), {} build log(s): {} freed; {} root(s) kept{}",
             report.blobs_removed,
             report.outputs_removed,
             report.temp_removed,
+            report.logs_removed,
             bytes(report.bytes_freed),
             live.len(),
             if stale.is_empty() {
@@ -41,6 +42,7 @@ pub fn run(g: &Globals, args: &GcArgs) -> Result<()> {
             "blobs_removed": report.blobs_removed,
             "outputs_removed": report.outputs_removed,
             "temp_removed": report.temp_removed,
+            "logs_removed": report.logs_removed,
             "bytes_freed": report.bytes_freed,
             "blobs_kept": report.blobs_kept,
             "roots": live,
