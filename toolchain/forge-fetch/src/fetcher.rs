@@ -211,7 +211,7 @@ impl Fetcher {
                 missing: vec![Missing {
                     name: req.name.clone(),
                     file_name: req.file_name.clone(),
-                    integrity: req.integrity,
+                    pin: req.integrity.to_string(),
                     urls: req.urls.clone(),
                 }],
             });

@@ -19,6 +19,7 @@ use forge_schema::lockfile::{sha512_pin, source_record_key};
 use forge_schema::{Integrity, IntegrityHasher, Sha256Digest};
 use forge_store::{SourceRecord, Store};
 
+pub mod go;
 pub mod oci;
 
 mod fetcher;
@@ -76,7 +77,8 @@ pub struct Fetched {
 pub struct Missing {
     pub name: String,
     pub file_name: String,
-    pub integrity: Integrity,
+    /// What pins it (`sha256:...`, `h1:...`).
+    pub pin: String,
     pub urls: Vec<String>,
 }
 
@@ -117,6 +119,17 @@ pub enum FetchError {
     NoUrl { name: String, integrity: Integrity },
     #[error("image source `{name}`: {reason}")]
     Image { name: String, reason: String },
+    #[error(
+        "Go module {module}: h1 mismatch for {url}\n  expected: {expected}\n  actual:   {actual}\nnothing was stored; if the new content is right, update its pin (go.sum)"
+    )]
+    GoMismatch {
+        module: String,
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("Go module {module}: {reason}")]
+    Go { module: String, reason: String },
     #[error(transparent)]
     Store(#[from] forge_store::StoreError),
     #[error("cannot set up the HTTP client: {0}")]
@@ -130,7 +143,7 @@ fn list_missing(missing: &[Missing]) -> String {
             "\n  {} ({}, {}){}",
             m.name,
             m.file_name,
-            m.integrity,
+            m.pin,
             m.urls
                 .first()
                 .map(|u| format!(" from {u}"))
