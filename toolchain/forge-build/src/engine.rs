@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use forge_fetch::go::{GoFile, GoRequest};
 use forge_fetch::oci::ImageRequest;
 use forge_fetch::{FetchError, FetchOptions, FetchRequest, Fetcher, Progress};
 use forge_schema::recipe::SourceKind;
@@ -64,10 +65,21 @@ pub struct Outcome {
     pub seconds: f64,
 }
 
-/// Sources the given recipes need from outside the project: files and images.
-fn fetch_requests(plan: &Plan, names: &[String]) -> (Vec<FetchRequest>, Vec<ImageRequest>) {
-    let mut files = Vec::new();
-    let mut images = Vec::new();
+/// What recipes need from outside the project.
+#[derive(Default)]
+struct Requests {
+    files: Vec<FetchRequest>,
+    images: Vec<ImageRequest>,
+    modules: Vec<GoRequest>,
+}
+
+/// Sources the given recipes need from outside the project: files, images, Go modules.
+fn fetch_requests(plan: &Plan, names: &[String]) -> Requests {
+    let Requests {
+        mut files,
+        mut images,
+        mut modules,
+    } = Requests::default();
     for n in names {
         let r = &plan.recipes[n];
         for s in &r.sources {
@@ -87,11 +99,40 @@ fn fetch_requests(plan: &Plan, names: &[String]) -> (Vec<FetchRequest>, Vec<Imag
                     digest: o.digest,
                     platform: o.platform.clone(),
                 }),
+                SourceKind::GoModule(g) => modules.push(go_request(g)),
+                SourceKind::GoSum { .. } => modules.extend(go_sum_requests(s)),
                 SourceKind::Path { .. } => {}
             }
         }
     }
-    (files, images)
+    Requests {
+        files,
+        images,
+        modules,
+    }
+}
+
+/// Every module file a go.sum source pins (as read when the plan was made).
+pub fn go_sum_requests(s: &crate::plan::ResolvedSource) -> Vec<GoRequest> {
+    s.go_sum
+        .iter()
+        .map(|l| GoRequest {
+            path: l.path.clone(),
+            version: l.version.clone(),
+            file: l.file,
+            h1: l.h1.clone(),
+        })
+        .collect()
+}
+
+/// The request for a Go module source's zip.
+pub fn go_request(g: &forge_schema::recipe::GoModuleSource) -> GoRequest {
+    GoRequest {
+        path: g.path.clone(),
+        version: g.version.clone(),
+        file: GoFile::Zip,
+        h1: g.h1.clone(),
+    }
 }
 
 /// Copies path sources into the store (files as they are, directories as tars).
@@ -200,8 +241,12 @@ pub async fn prepare_sources(
             .await
             .map_err(|e| BuildError::Internal(e.to_string()))??;
     }
-    let (files, images) = fetch_requests(plan, names);
-    if files.is_empty() && images.is_empty() {
+    let Requests {
+        files,
+        images,
+        modules,
+    } = fetch_requests(plan, names);
+    if files.is_empty() && images.is_empty() && modules.is_empty() {
         return Ok(());
     }
     let fetcher = Fetcher::new(settings.fetch.clone(), observer.progress())?;
@@ -217,6 +262,10 @@ pub async fn prepare_sources(
     keep(fetcher.fetch_all(store, &files).await.map(|_| ()))?;
     for i in &images {
         keep(fetcher.fetch_image(store, i).await.map(|_| ()))?;
+    }
+    let proxy = settings.fetch.go_proxy.as_deref();
+    for m in &modules {
+        keep(fetcher.fetch_go(store, proxy, m).await.map(|_| ()))?;
     }
     if !missing.is_empty() {
         return Err(FetchError::Offline { missing }.into());

@@ -57,6 +57,8 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{path}: {message}")]
+    GoSum { path: String, message: String },
     #[error("recipe `{recipe}`: {source}")]
     Layer {
         recipe: String,

@@ -33,6 +33,8 @@ pub struct ResolvedSource {
     pub sha256: Option<Sha256Digest>,
     /// For path sources: where it is on disk and whether it is a directory.
     pub local: Option<(PathBuf, PathContent)>,
+    /// For go.sum sources: its lines, as read when it was hashed.
+    pub go_sum: Vec<forge_fetch::go::GoSumLine>,
 }
 
 /// One recipe, ready to build.
@@ -180,6 +182,43 @@ pub fn dependents(plan: &Plan, names: &[String]) -> BTreeSet<String> {
     out
 }
 
+/// The lines of a go.sum source, from the same content that was hashed (`sha`); a line
+/// that is not a go.sum line is an error at `file:line`.
+fn read_go_sum(
+    r: &Recipe,
+    s: &Source,
+    abs: &std::path::Path,
+    sha: &Sha256Digest,
+) -> Result<Vec<forge_fetch::go::GoSumLine>, BuildError> {
+    let bytes = std::fs::read(abs).map_err(|source| BuildError::Io {
+        path: abs.to_path_buf(),
+        source,
+    })?;
+    if Sha256Digest::of(&bytes) != *sha {
+        return Err(BuildError::Changed {
+            path: abs.to_path_buf(),
+            name: s.name.clone(),
+        });
+    }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        BuildError::Diagnostics(
+            r.file
+                .error(
+                    s.span.clone(),
+                    format!("`{}` is not UTF-8 text", abs.display()),
+                )
+                .into(),
+        )
+    })?;
+    let mut lines =
+        forge_fetch::go::parse_go_sum(&text).map_err(|(line, message)| BuildError::GoSum {
+            path: format!("{}:{line}", abs.display()),
+            message,
+        })?;
+    lines.sort_by(|a, b| (&a.path, &a.version, a.file).cmp(&(&b.path, &b.version, b.file)));
+    Ok(lines)
+}
+
 /// Hashes a path source.
 fn hash_path_source(
     root: &std::path::Path,
@@ -255,6 +294,20 @@ fn locked_source(s: &ResolvedSource) -> LockedSource {
         sha512: None,
         digest: None,
         platform: None,
+        go_module: None,
+        version: None,
+        h1: None,
+        modules: s
+            .go_sum
+            .iter()
+            .map(|l| {
+                let v = match l.file {
+                    forge_fetch::go::GoFile::Zip => l.version.clone(),
+                    forge_fetch::go::GoFile::Mod => format!("{}/go.mod", l.version),
+                };
+                format!("{} {v} {}", l.path, l.h1)
+            })
+            .collect(),
     };
     match &s.source.kind {
         SourceKind::Url { urls, integrity } => {
@@ -263,11 +316,18 @@ fn locked_source(s: &ResolvedSource) -> LockedSource {
                 l.sha512 = Some(*d);
             }
         }
-        SourceKind::Path { path, .. } => l.path = Some(path.as_str().to_string()),
+        SourceKind::Path { path, .. } | SourceKind::GoSum { path } => {
+            l.path = Some(path.as_str().to_string())
+        }
         SourceKind::Oci(o) => {
             l.image = Some(o.image.to_string());
             l.digest = Some(format!("sha256:{}", o.digest));
             l.platform = Some(o.platform.to_string());
+        }
+        SourceKind::GoModule(g) => {
+            l.go_module = Some(g.path.clone());
+            l.version = Some(g.version.clone());
+            l.h1 = Some(g.h1.clone());
         }
     }
     l
@@ -304,12 +364,41 @@ impl Plan {
                         source: s.clone(),
                         sha256: integrity.sha256(),
                         local: None,
+                        go_sum: Vec::new(),
                     }),
-                    SourceKind::Oci(_) => sources.push(ResolvedSource {
+                    SourceKind::Oci(_) | SourceKind::GoModule(_) => sources.push(ResolvedSource {
                         source: s.clone(),
                         sha256: None,
                         local: None,
+                        go_sum: Vec::new(),
                     }),
+                    SourceKind::GoSum { path } => {
+                        match hash_path_source(project.root(), r, s, path.as_str()) {
+                            Ok((sha, abs, PathContent::File)) => {
+                                let go_sum = match read_go_sum(r, s, &abs, &sha) {
+                                    Ok(lines) => lines,
+                                    Err(BuildError::Diagnostics(d)) => {
+                                        errors.extend(d.errors);
+                                        continue;
+                                    }
+                                    Err(e) => return Err(e),
+                                };
+                                path_hashes.insert(s.name.clone(), sha);
+                                sources.push(ResolvedSource {
+                                    source: s.clone(),
+                                    sha256: Some(sha),
+                                    local: Some((abs, PathContent::File)),
+                                    go_sum,
+                                });
+                            }
+                            Ok((_, _, PathContent::Directory)) => errors.push(r.file.error(
+                                s.span.clone(),
+                                format!("go-sum source `{}`: `{path}` is a directory", s.name),
+                            )),
+                            Err(BuildError::Diagnostics(d)) => errors.extend(d.errors),
+                            Err(e) => return Err(e),
+                        }
+                    }
                     SourceKind::Path {
                         path,
                         sha256: pinned,
@@ -348,6 +437,7 @@ impl Plan {
                             source: s.clone(),
                             sha256: Some(sha),
                             local: Some((abs, content)),
+                            go_sum: Vec::new(),
                         });
                     }
                 }

@@ -311,3 +311,281 @@ fn tools_are_built_first_change_the_hash_and_are_not_layers_of_an_image() {
     );
     assert_ne!(plan(d.path()).recipes["app"].hash, before);
 }
+
+fn go_proxy() -> String {
+    forge_test_support::go::proxy()
+}
+
+/// The Go 1.18.2 toolchain, a module of the proxy pinned by its go.sum hash (notes: the
+/// zip carries no modes, so the tree step marks the programs executable).
+const GO_RECIPE: &str = r#"
+name = "go"
+version = "1.18.2"
+
+[[source]]
+name = "toolchain"
+go-module = "golang.org/toolchain"
+version = "v0.0.1-go1.18.2.linux-amd64"
+h1 = "h1:pxDmqemSKnjdHq87KPhXycuoRsVt7aqvH/HuRILWGNI="
+
+[[step]]
+kind = "tree"
+path = "/usr/local/go"
+from = "toolchain"
+executable = ["bin/*", "pkg/tool/*/*"]
+
+[[step]]
+kind = "symlink"
+path = "/usr/local/bin/go"
+target = "/usr/local/go/bin/go"
+"#;
+
+/// The C library the `go` command is linked against (the official Go builds of `cmd/go`
+/// are dynamically linked), copied from this Debian 12 host into a tool recipe.
+fn libc_recipe(dir: &Path) {
+    const LIB: &str = "/lib/x86_64-linux-gnu";
+    let mut recipe = String::from("name = \"libc\"\nversion = \"host\"\n");
+    for f in ["ld-linux-x86-64.so.2", "libc.so.6", "libpthread.so.0"] {
+        std::fs::create_dir_all(dir.join("libc")).unwrap();
+        std::fs::copy(Path::new(LIB).join(f), dir.join("libc").join(f)).unwrap();
+        recipe.push_str(&format!(
+            "\n[[source]]\nname = \"{f}\"\npath = \"libc/{f}\"\n\n[[step]]\nkind = \"file\"\npath = \"{LIB}/{f}\"\nfrom = \"{f}\"\nmode = \"0755\"\n"
+        ));
+    }
+    recipe.push_str(&format!(
+        "\n[[step]]\nkind = \"symlink\"\npath = \"/lib64/ld-linux-x86-64.so.2\"\ntarget = \"{LIB}/ld-linux-x86-64.so.2\"\n"
+    ));
+    write(dir, "recipes/libc.toml", &recipe);
+}
+
+/// A project with `recipe` and the tools of a Go build: busybox, the toolchain, libc.
+fn go_project(dir: &Path, name: &str, recipe: &str) {
+    project(dir, name, recipe);
+    write(dir, "recipes/go.toml", GO_RECIPE);
+    libc_recipe(dir);
+}
+
+/// Settings that fetch Go modules from the machine's proxy.
+fn go_settings(jobs: usize) -> BuildSettings {
+    BuildSettings {
+        jobs,
+        fetch: FetchOptions {
+            go_proxy: Some(go_proxy()),
+            ..FetchOptions::default()
+        },
+    }
+}
+
+#[test]
+fn a_go_program_builds_with_the_pinned_toolchain_offline_and_reproducibly() {
+    let d = tempfile::tempdir().unwrap();
+    let recipe = r#"
+name = "hello"
+version = "1.0.0"
+tools = ["go", "busybox", "libc"]
+
+[[source]]
+name = "app"
+path = "app"
+
+[[step]]
+kind = "build"
+path = "/usr/bin"
+sources = ["app"]
+template = true
+env = { CGO_ENABLED = "0", GOFLAGS = "-trimpath -buildvcs=false -mod=mod", GOPROXY = "off" }
+script = """
+cd /src/app
+go version > $out/go-version
+go build -ldflags "-buildid= -X main.version={{ recipe.version }}" -o $out/hello .
+"""
+"#;
+    go_project(d.path(), "hello", recipe);
+    write(
+        d.path(),
+        "app/go.mod",
+        "module example.com/hello\n\ngo 1.18\n",
+    );
+    write(
+        d.path(),
+        "app/main.go",
+        "package main\n\nimport \"fmt\"\n\nvar version = \"dev\"\n\nfunc main() { fmt.Println(\"hello from go\", version) }\n",
+    );
+    let plan = plan(d.path());
+    let build_once = |store: &Arc<Store>| {
+        let built = rt()
+            .block_on(build(
+                &plan,
+                store,
+                &["hello".into()],
+                &go_settings(2),
+                Arc::new(Silent),
+            ))
+            .unwrap();
+        built
+            .iter()
+            .find(|o| o.name == "hello")
+            .unwrap()
+            .record
+            .layer_sha256
+    };
+    let s1 = tempfile::tempdir().unwrap();
+    let store1 = Arc::new(Store::open(s1.path(), &|_| {}).unwrap());
+    let layer = build_once(&store1);
+    let out = unpack(&store1.blob_path(&layer));
+    let version = std::fs::read_to_string(out.path().join("usr/bin/go-version")).unwrap();
+    assert!(
+        version.starts_with("go version go1.18.2 linux/amd64"),
+        "{version}"
+    );
+    // A static program: it runs on the host as it will in an image.
+    let run = std::process::Command::new(out.path().join("usr/bin/hello"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "hello from go 1.0.0\n"
+    );
+
+    // Again in a fresh store, offline, with the toolchain taken from the first store (as
+    // `--check` does) and one job instead of two: the same layer.
+    let s2 = tempfile::tempdir().unwrap();
+    let store2 = Arc::new(Store::open(s2.path(), &|_| {}).unwrap());
+    let settings = BuildSettings {
+        jobs: 1,
+        fetch: FetchOptions {
+            upstream: Some(store1.clone()),
+            offline: true,
+            ..FetchOptions::default()
+        },
+    };
+    let again = rt()
+        .block_on(build(
+            &plan,
+            &store2,
+            &["hello".into()],
+            &settings,
+            Arc::new(Silent),
+        ))
+        .unwrap();
+    let again = again.iter().find(|o| o.name == "hello").unwrap();
+    assert!(!again.cached);
+    assert_eq!(
+        again.record.layer_sha256, layer,
+        "the Go build is not reproducible"
+    );
+}
+
+/// rsc.io/quote v1.5.2 and what it needs, as `go mod tidy` pins them.
+const QUOTE_GO_SUM: &str = "golang.org/x/text v0.0.0-20170915032832-14c0d48ead0c h1:qgOY6WgZOaTkIIMiVjBQcw93ERBE4m30iBm00nkL0i8=
+golang.org/x/text v0.0.0-20170915032832-14c0d48ead0c/go.mod h1:NqM8EUOU14njkJ3fqMW+pc6Ldnwhi/IjpwHt7yyuwOQ=
+rsc.io/quote v1.5.2 h1:w5fcysjrx7yqtD/aO+QwRjYZOKnaM9Uh2b40tElTs3Y=
+rsc.io/quote v1.5.2/go.mod h1:LzX7hefJvL54yjefDEDHNONDjII0t9xZLPXsUe+TKr0=
+rsc.io/sampler v1.3.0 h1:7uVkIFmeBqHfdjD+gZwtXXI+RODJ2Wc4O7MPEh/QiW4=
+rsc.io/sampler v1.3.0/go.mod h1:T1hPZKmBbMNahiBKFy5HrXp6adAjACjK9JXDnKaTXpA=
+";
+
+#[test]
+fn a_go_program_with_dependencies_builds_from_its_go_sum_without_network() {
+    let d = tempfile::tempdir().unwrap();
+    let recipe = r#"
+name = "quote"
+version = "1.0.0"
+tools = ["go", "busybox", "libc"]
+
+[[source]]
+name = "app"
+path = "app"
+
+[[source]]
+name = "modules"
+go-sum = "app/go.sum"
+
+[[step]]
+kind = "build"
+path = "/usr/bin"
+sources = ["app", "modules"]
+env = { CGO_ENABLED = "0", GOFLAGS = "-trimpath -buildvcs=false -mod=mod", GOPROXY = "file:///src/modules", GOSUMDB = "off" }
+script = "cd /src/app && go build -ldflags=-buildid= -o $out/quote ."
+"#;
+    go_project(d.path(), "quote", recipe);
+    write(
+        d.path(),
+        "app/go.mod",
+        "module example.com/hello\n\ngo 1.18\n\nrequire rsc.io/quote v1.5.2\n\nrequire (\n\tgolang.org/x/text v0.0.0-20170915032832-14c0d48ead0c // indirect\n\trsc.io/sampler v1.3.0 // indirect\n)\n",
+    );
+    write(d.path(), "app/go.sum", QUOTE_GO_SUM);
+    write(
+        d.path(),
+        "app/main.go",
+        "package main\n\nimport (\n\t\"fmt\"\n\n\t\"rsc.io/quote\"\n)\n\nfunc main() { fmt.Println(quote.Hello()) }\n",
+    );
+    // A line that is not a go.sum line is named by file and line.
+    write(
+        d.path(),
+        "app/go.sum",
+        &format!("{QUOTE_GO_SUM}rsc.io/x v1\n"),
+    );
+    let p = Project::open(d.path(), None, None).unwrap();
+    let e = Plan::resolve(&p, None).unwrap_err().to_string();
+    assert!(
+        e.contains("app/go.sum:7: expected `module version h1:hash`"),
+        "{e}"
+    );
+    write(d.path(), "app/go.sum", QUOTE_GO_SUM);
+    let plan = plan(d.path());
+    // The lockfile lists every module the go.sum pins (and so `forge gc` keeps them).
+    let locked = plan.locked_entry("quote", None).unwrap();
+    let source = locked.sources.iter().find(|s| s.name == "modules").unwrap();
+    let modules = &source.modules;
+    assert_eq!(modules.len(), 6);
+    assert_eq!(
+        modules[0],
+        "golang.org/x/text v0.0.0-20170915032832-14c0d48ead0c h1:qgOY6WgZOaTkIIMiVjBQcw93ERBE4m30iBm00nkL0i8="
+    );
+    assert_eq!(source.module_record_keys().count(), 6);
+    let sd = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(sd.path(), &|_| {}).unwrap());
+    let settings = go_settings(2);
+    let built = rt()
+        .block_on(build(
+            &plan,
+            &store,
+            &["quote".into()],
+            &settings,
+            Arc::new(Silent),
+        ))
+        .unwrap();
+    let layer = &built.iter().find(|o| o.name == "quote").unwrap().path;
+    let out = unpack(layer);
+    // rsc.io/sampler picks the greeting by the locale.
+    let run = std::process::Command::new(out.path().join("usr/bin/quote"))
+        .env_clear()
+        .env("LANG", "en_US.UTF-8")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "Hello, world.\n");
+
+    // A go.sum whose pin does not match what the proxy serves: both hashes, nothing built.
+    let wrong = QUOTE_GO_SUM.replace(
+        "h1:7uVkIFmeBqHfdjD+gZwtXXI+RODJ2Wc4O7MPEh/QiW4=",
+        "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    );
+    write(d.path(), "app/go.sum", &wrong);
+    let plan = self::plan(d.path());
+    let e = rt()
+        .block_on(build(
+            &plan,
+            &store,
+            &["quote".into()],
+            &settings,
+            Arc::new(Silent),
+        ))
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("rsc.io/sampler@v1.3.0: h1 mismatch"), "{msg}");
+    assert!(
+        msg.contains("h1:7uVkIFmeBqHfdjD+gZwtXXI+RODJ2Wc4O7MPEh/QiW4="),
+        "{msg}"
+    );
+}

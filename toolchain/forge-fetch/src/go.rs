@@ -75,7 +75,12 @@ impl GoRequest {
     }
 
     fn pin(&self) -> String {
-        format!("go {} {}", self.label(), self.h1)
+        forge_schema::lockfile::go_pin(&self.label(), &self.h1)
+    }
+
+    /// The key of the store's record of this file.
+    pub fn record_key(&self) -> Sha256Digest {
+        source_record_key(&self.pin())
     }
 
     fn invalid(&self, reason: String) -> FetchError {
@@ -215,6 +220,16 @@ pub fn parse_go_sum(text: &str) -> Result<Vec<GoSumLine>, (usize, String)> {
     Ok(out)
 }
 
+/// The blob of a module file already verified into the store.
+pub fn stored(store: &Store, req: &GoRequest) -> Option<Sha256Digest> {
+    store
+        .record::<SourceRecord>(&req.record_key())
+        .ok()
+        .flatten()
+        .and_then(|r| r.blob)
+        .filter(|b| store.has_blob(b))
+}
+
 /// A verified module file in the store.
 #[derive(Debug, Clone)]
 pub struct GoFetched {
@@ -232,7 +247,7 @@ impl Fetcher {
         proxy: Option<&str>,
         req: &GoRequest,
     ) -> Result<GoFetched, FetchError> {
-        let key = source_record_key(&req.pin());
+        let key = req.record_key();
         let found = |s: &Store| {
             s.record::<SourceRecord>(&key)
                 .ok()

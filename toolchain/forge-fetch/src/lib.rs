@@ -201,6 +201,8 @@ pub struct FetchOptions {
     pub upstream: Option<Arc<Store>>,
     /// Archive root that `debian:pool/...` URLs are resolved against.
     pub debian_mirror: Option<String>,
+    /// The Go module proxy (`GOPROXY`'s first URL) that Go module sources come from.
+    pub go_proxy: Option<String>,
     pub offline: bool,
     /// Downloads at once.
     pub parallel: usize,
@@ -219,6 +221,7 @@ impl Default for FetchOptions {
             source_dirs: Vec::new(),
             upstream: None,
             debian_mirror: None,
+            go_proxy: None,
             offline: false,
             parallel: 8,
             retries: 4,

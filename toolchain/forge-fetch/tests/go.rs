@@ -31,19 +31,8 @@ fn store(dir: &std::path::Path) -> Arc<Store> {
     Arc::new(Store::open(dir, &|_| {}).unwrap())
 }
 
-/// The first proxy URL of `go env GOPROXY` (the machine's configuration; never a host
-/// written here).
 fn proxy() -> String {
-    let out = std::process::Command::new("go")
-        .args(["env", "GOPROXY"])
-        .output()
-        .expect("`go env GOPROXY`: the tests read the Go module proxy from Go's configuration");
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.trim()
-        .split([',', '|'])
-        .find(|p| p.starts_with("http"))
-        .unwrap_or_else(|| panic!("no proxy URL in GOPROXY={text}"))
-        .to_string()
+    forge_test_support::go::proxy()
 }
 
 fn req(file: GoFile, h1: &str) -> GoRequest {

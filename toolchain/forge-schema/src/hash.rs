@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::digest::{Integrity, Sha256Digest, Sha512Digest};
 use crate::oci::Platform;
-use crate::recipe::{Action, ParamValue, Parameter, Recipe, SourceKind, Unpack};
+use crate::recipe::{Action, GoModuleSource, ParamValue, Parameter, Recipe, SourceKind, Unpack};
 
 /// Version tag of the layer builder. Bump it whenever a change to forge changes the bytes of
 /// any layer built from the same recipe: every recipe hash changes with it, so stale outputs
@@ -50,6 +50,9 @@ struct SourceView<'a> {
     /// Only for image sources: manifest digest and platform.
     #[serde(skip_serializing_if = "Option::is_none")]
     image: Option<(Sha256Digest, &'a Platform)>,
+    /// Only for Go module sources: path, version and `h1:`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    go: Option<&'a GoModuleSource>,
     unpack: Unpack,
     strip_components: u32,
 }
@@ -91,8 +94,10 @@ pub fn canonical_encoding(recipe: &Recipe, ctx: &HashInputs<'_>) -> Vec<u8> {
                 name: &s.name,
                 sha256: match &s.kind {
                     SourceKind::Url { integrity, .. } => integrity.sha256(),
-                    SourceKind::Path { .. } => ctx.path_sources.get(&s.name).copied(),
-                    SourceKind::Oci(_) => None,
+                    SourceKind::Path { .. } | SourceKind::GoSum { .. } => {
+                        ctx.path_sources.get(&s.name).copied()
+                    }
+                    SourceKind::Oci(_) | SourceKind::GoModule(_) => None,
                 },
                 sha512: match &s.kind {
                     SourceKind::Url {
@@ -103,6 +108,10 @@ pub fn canonical_encoding(recipe: &Recipe, ctx: &HashInputs<'_>) -> Vec<u8> {
                 },
                 image: match &s.kind {
                     SourceKind::Oci(o) => Some((o.digest, &o.platform)),
+                    _ => None,
+                },
+                go: match &s.kind {
+                    SourceKind::GoModule(g) => Some(g),
                     _ => None,
                 },
                 unpack: s.unpack,

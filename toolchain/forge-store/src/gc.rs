@@ -25,6 +25,8 @@ impl KeepSet {
             self.blobs.extend(r.sources.iter().filter_map(|s| s.sha256));
             self.outputs
                 .extend(r.sources.iter().filter_map(|s| s.record_key()));
+            self.outputs
+                .extend(r.sources.iter().flat_map(|s| s.module_record_keys()));
             self.blobs.extend(r.layer_sha256);
         }
         for i in lock.images.values() {

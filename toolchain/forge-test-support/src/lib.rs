@@ -2,4 +2,5 @@
 //!
 //! Not part of the `forge` binary.
 
+pub mod go;
 pub mod http;

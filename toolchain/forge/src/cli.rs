@@ -249,6 +249,11 @@ pub struct FetchOpts {
     /// [default: /usr/share/keyrings/debian-archive-keyring.gpg].
     #[arg(long, value_name = "FILE")]
     pub debian_keyring: Option<PathBuf>,
+
+    /// Go module proxy that Go module sources come from [env: GOPROXY, its first URL]
+    /// [default: what `go env GOPROXY` says].
+    #[arg(long, value_name = "URL")]
+    pub go_proxy: Option<String>,
 }
 
 #[derive(Debug, Args)]

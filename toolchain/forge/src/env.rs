@@ -34,6 +34,7 @@ pub const VAULT_TOKEN: &str = "VAULT_TOKEN";
 pub const EXOSCALE_ZONE: &str = "EXOSCALE_ZONE";
 pub const PATH: &str = "PATH";
 pub const TMPDIR: &str = "TMPDIR";
+pub const GOPROXY: &str = "GOPROXY";
 
 /// The registry.
 pub const ALL: &[EnvVar] = &[
@@ -56,6 +57,10 @@ pub const ALL: &[EnvVar] = &[
     EnvVar {
         name: FORGE_DEBIAN_KEYRING,
         description: "Keyring the archive's InRelease must verify against, as `--debian-keyring`. Default: `/usr/share/keyrings/debian-archive-keyring.gpg`.",
+    },
+    EnvVar {
+        name: GOPROXY,
+        description: "Go module proxy list, as Go reads it; forge uses its first URL for Go module sources, as `--go-proxy`. Default: what `go env GOPROXY` says (the host's Go is asked for its configuration only).",
     },
     EnvVar {
         name: FORGE_VARIANT,

@@ -130,6 +130,9 @@ pub struct FetchSettings {
     pub debian_mirror: Option<String>,
     /// `--debian-keyring`, else `FORGE_DEBIAN_KEYRING`, else Debian's keyring.
     pub debian_keyring: PathBuf,
+    /// `--go-proxy`, else `GOPROXY` (else, when a recipe has Go module sources, what
+    /// `go env GOPROXY` says: [`FetchSettings::go_proxy`]). `Some("")` means none.
+    pub go_proxy: Option<String>,
     /// The PATH the image tools run with.
     pub tool_path: OsString,
 }
@@ -153,8 +156,38 @@ impl FetchSettings {
                 .clone()
                 .or_else(|| env.get(env::FORGE_DEBIAN_KEYRING).map(PathBuf::from))
                 .unwrap_or_else(|| PathBuf::from(forge_image::base::DEBIAN_KEYRING)),
+            go_proxy: opts
+                .go_proxy
+                .clone()
+                .or_else(|| env.get(env::GOPROXY))
+                .map(|list| first_proxy(&list).unwrap_or_default()),
             tool_path: tool_path(env),
         }
+    }
+
+    /// The Go module proxy: the flag or `GOPROXY`, else, if a recipe has a Go module
+    /// source, the configuration of this host's Go (`go env GOPROXY`; the host's Go is
+    /// asked for its configuration only, it never builds anything).
+    pub fn go_proxy(&self, defs: Option<&Definitions>) -> Option<String> {
+        if let Some(p) = &self.go_proxy {
+            return (!p.is_empty()).then(|| p.clone());
+        }
+        let wanted = defs.is_some_and(|d| {
+            d.recipes.values().any(|r| {
+                r.sources
+                    .iter()
+                    .any(|s| matches!(s.kind, forge_schema::recipe::SourceKind::GoModule(_)))
+            })
+        });
+        if !wanted || self.offline {
+            return None;
+        }
+        let out = std::process::Command::new("go")
+            .args(["env", "GOPROXY"])
+            .env("PATH", &self.tool_path)
+            .output()
+            .ok()?;
+        first_proxy(String::from_utf8_lossy(&out.stdout).trim())
     }
 
     /// The Debian archive root for the project's images: the flag or variable, else the
@@ -179,6 +212,7 @@ impl FetchSettings {
                 offline: self.offline,
                 parallel: self.jobs.max(4),
                 debian_mirror: self.debian_mirror(defs),
+                go_proxy: self.go_proxy(defs),
                 ..FetchOptions::default()
             },
         }
@@ -204,6 +238,15 @@ pub fn tool_path(env: &Env) -> OsString {
     env.get_os(env::PATH)
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into())
+}
+
+/// The first proxy URL of a `GOPROXY` list (`,` or `|` separated; `direct` and `off`
+/// are not proxies forge can use).
+pub fn first_proxy(list: &str) -> Option<String> {
+    list.split([',', '|'])
+        .map(str::trim)
+        .find(|p| p.starts_with("https://") || p.starts_with("http://") || p.starts_with("file://"))
+        .map(|p| p.trim_end_matches('/').to_string())
 }
 
 /// `TMPDIR`, else `/tmp`.
@@ -375,8 +418,10 @@ mod tests {
             jobs: None,
             debian_mirror: None,
             debian_keyring: None,
+            go_proxy: None,
         };
         let env = Env::from_pairs([
+            ("GOPROXY", "https://proxy.invalid/go/,direct"),
             ("FORGE_SOURCE_DIRS", "/a::/b"),
             ("FORGE_DEBIAN_MIRROR", "http://mirror.invalid/debian"),
             ("PATH", "/opt/bin:/usr/bin"),
@@ -396,6 +441,17 @@ mod tests {
             PathBuf::from(forge_image::base::DEBIAN_KEYRING)
         );
         assert_eq!(s.tool_path, OsString::from("/opt/bin:/usr/bin"));
+        // GOPROXY is a list: its first URL is the proxy; `off` alone means none.
+        assert_eq!(
+            s.go_proxy(None).as_deref(),
+            Some("https://proxy.invalid/go")
+        );
+        let off = FetchSettings::resolve(&opts, false, &Env::from_pairs([("GOPROXY", "off")]));
+        assert_eq!(off.go_proxy(None), None);
+        assert_eq!(
+            first_proxy("direct|file:///srv/mods"),
+            Some("file:///srv/mods".into())
+        );
         let flagged = FetchOpts {
             debian_mirror: Some("http://flag.invalid".into()),
             debian_keyring: Some("/k.gpg".into()),

@@ -84,60 +84,69 @@ impl Context<'_> {
                 .resolved
                 .source(name)
                 .ok_or_else(|| step_error(self.resolved, step, format!("no source `{name}`")))?;
-            if let SourceKind::Oci(o) = &src.source.kind {
-                let m = self.image_tree(step, name, o)?;
-                self.unpacked.insert(name.to_string(), m);
-                return self
-                    .unpacked
-                    .get(name)
-                    .ok_or_else(|| step_error(self.resolved, step, format!("no source `{name}`")));
-            }
-            let sha256 = match (&src.source.kind, src.sha256) {
-                (_, Some(d)) => Some(d),
-                (SourceKind::Url { integrity, .. }, None) => {
-                    forge_fetch::stored_blob(self.store, integrity)
-                }
-                _ => None,
-            };
-            let Some(sha256) = sha256 else {
-                return Err(step_error(
-                    self.resolved,
-                    step,
-                    format!("source `{name}` is not in the store (fetch it first)"),
-                ));
-            };
-            let blob = self.store.blob_path(&sha256);
-            let kind = match (&src.local, src.source.unpack) {
-                (Some((_, PathContent::Directory)), _) => Unpack::Tar,
-                (_, u) => u,
-            };
-            let m = if kind == Unpack::None {
-                Materialised::File(blob)
-            } else {
-                let dest = self.work.join("sources").join(name);
-                fs::create_dir_all(&dest).map_err(|source| BuildError::Io {
-                    path: dest.clone(),
-                    source,
-                })?;
-                let label = format!(
-                    "{} (source `{name}` of recipe `{}`)",
-                    src.source.file_name, self.resolved.recipe.name
-                );
-                forge_archive::unpack(
-                    &blob,
-                    kind,
-                    src.source.strip_components,
-                    &dest,
-                    &Limits::default(),
-                    &label,
-                )?;
-                Materialised::Tree(dest)
+            let m = match &src.source.kind {
+                SourceKind::GoSum { path } => self.go_proxy_tree(step, name, src, path.as_str())?,
+                SourceKind::Oci(o) => self.image_tree(step, name, o)?,
+                _ => self.unpack_file(step, name, src)?,
             };
             self.unpacked.insert(name.to_string(), m);
         }
         self.unpacked
             .get(name)
             .ok_or_else(|| step_error(self.resolved, step, format!("no source `{name}`")))
+    }
+
+    /// A file source: the blob itself, or unpacked into the work directory.
+    fn unpack_file(
+        &self,
+        step: &Step,
+        name: &str,
+        src: &crate::plan::ResolvedSource,
+    ) -> Result<Materialised, BuildError> {
+        let sha256 = match (&src.source.kind, src.sha256) {
+            (_, Some(d)) => Some(d),
+            (SourceKind::Url { integrity, .. }, None) => {
+                forge_fetch::stored_blob(self.store, integrity)
+            }
+            (SourceKind::GoModule(g), None) => {
+                forge_fetch::go::stored(self.store, &crate::engine::go_request(g))
+            }
+            _ => None,
+        };
+        let Some(sha256) = sha256 else {
+            return Err(step_error(
+                self.resolved,
+                step,
+                format!("source `{name}` is not in the store (fetch it first)"),
+            ));
+        };
+        let blob = self.store.blob_path(&sha256);
+        let kind = match (&src.local, src.source.unpack) {
+            (Some((_, PathContent::Directory)), _) => Unpack::Tar,
+            (_, u) => u,
+        };
+        Ok(if kind == Unpack::None {
+            Materialised::File(blob)
+        } else {
+            let dest = self.work.join("sources").join(name);
+            fs::create_dir_all(&dest).map_err(|source| BuildError::Io {
+                path: dest.clone(),
+                source,
+            })?;
+            let label = format!(
+                "{} (source `{name}` of recipe `{}`)",
+                src.source.file_name, self.resolved.recipe.name
+            );
+            forge_archive::unpack(
+                &blob,
+                kind,
+                src.source.strip_components,
+                &dest,
+                &Limits::default(),
+                &label,
+            )?;
+            Materialised::Tree(dest)
+        })
     }
 
     /// An image source's file system: its layers (recorded in the store when it was
@@ -191,6 +200,52 @@ impl Context<'_> {
             o.image, self.resolved.recipe.name
         );
         forge_archive::unpack_layers(&layers, &dest, &Limits::default(), &label)?;
+        Ok(Materialised::Tree(dest))
+    }
+
+    /// A go.sum source as a module proxy tree (`<module>/@v/<version>.{zip,mod,info}`) of
+    /// the verified files in the store, hard-linked (the store and the work directory are
+    /// on one file system), for `GOPROXY=file:///src/NAME`.
+    fn go_proxy_tree(
+        &self,
+        step: &Step,
+        name: &str,
+        src: &crate::plan::ResolvedSource,
+        path: &str,
+    ) -> Result<Materialised, BuildError> {
+        let dest = self.work.join("sources").join(name);
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| BuildError::Io { path: p, source }
+        };
+        for req in crate::engine::go_sum_requests(src) {
+            let blob = forge_fetch::go::stored(self.store, &req).ok_or_else(|| {
+                step_error(
+                    self.resolved,
+                    step,
+                    format!(
+                        "Go module {} of `{path}` is not in the store (fetch it first)",
+                        req.label()
+                    ),
+                )
+            })?;
+            let at = dest.join(req.proxy_path()?);
+            if let Some(dir) = at.parent() {
+                fs::create_dir_all(dir).map_err(io(dir))?;
+            }
+            let from = self.store.blob_path(&blob);
+            if fs::hard_link(&from, &at).is_err() {
+                fs::copy(&from, &at).map_err(io(&at))?;
+            }
+            {
+                // What the proxy protocol's `.info` says of a version; Go asks for it
+                // before the go.mod or zip of a version it was not given.
+                let info = at.with_extension("info");
+                fs::write(&info, format!("{{\"Version\":\"{}\"}}\n", req.version))
+                    .map_err(io(&info))?;
+            }
+        }
+        fs::create_dir_all(&dest).map_err(io(&dest))?;
         Ok(Materialised::Tree(dest))
     }
 
@@ -442,7 +497,8 @@ impl Assembly<'_> {
                 source,
                 member,
                 owner,
-            } => self.tree_step(step, origin, path, source, member, owner),
+                executable,
+            } => self.tree_step(step, origin, path, source, member, owner, executable),
             Action::Mkdir { path, mode, owner } => {
                 self.insert(path, Node::dir(*mode, owner.uid, owner.gid), origin)
             }
@@ -513,6 +569,7 @@ impl Assembly<'_> {
     }
 
     /// A `tree` step: a directory of a source (or a member of it) under `path`.
+    #[allow(clippy::too_many_arguments)]
     fn tree_step(
         &mut self,
         step: &Step,
@@ -521,6 +578,7 @@ impl Assembly<'_> {
         source: &str,
         member: &RelPath,
         owner: &Owner,
+        executable: &[String],
     ) -> Result<(), BuildError> {
         let m = (!member.is_root()).then(|| member.as_str());
         let dir = match self.cx.materialise(step, source)? {
@@ -544,6 +602,13 @@ impl Assembly<'_> {
                 step,
                 format!("member `{member}` of source `{source}` is not a directory"),
             ));
+        }
+        if !executable.is_empty() {
+            // The unpacked source is this build's private copy.
+            mark_executable(&dir, executable).map_err(|source| BuildError::Io {
+                path: dir.clone(),
+                source,
+            })?;
         }
         self.insert(path, Node::dir(0o755, owner.uid, owner.gid), origin)?;
         let recipe = &self.cx.resolved.recipe.name;
@@ -623,6 +688,61 @@ impl Assembly<'_> {
     }
 }
 
+/// Whether `name` matches one segment of a pattern (`*` is any run of characters).
+fn segment_matches(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Sets the executable bits of the regular files under `root` that a pattern matches.
+fn mark_executable(root: &Path, patterns: &[String]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for pattern in patterns {
+        let segments: Vec<&str> = pattern.split('/').collect();
+        let mut level = vec![root.to_path_buf()];
+        for (i, seg) in segments.iter().enumerate() {
+            let last = i + 1 == segments.len();
+            let mut next = Vec::new();
+            for dir in &level {
+                let Ok(entries) = fs::read_dir(dir) else {
+                    continue;
+                };
+                for e in entries {
+                    let e = e?;
+                    let name = e.file_name();
+                    let Some(name) = name.to_str() else { continue };
+                    let ft = e.file_type()?;
+                    if !segment_matches(seg, name) || ft.is_symlink() {
+                        continue;
+                    }
+                    if last && ft.is_file() {
+                        let mode = e.metadata()?.permissions().mode();
+                        fs::set_permissions(e.path(), fs::Permissions::from_mode(mode | 0o111))?;
+                    } else if !last && ft.is_dir() {
+                        next.push(e.path());
+                    }
+                }
+            }
+            level = next;
+        }
+    }
+    Ok(())
+}
+
 /// Runs every step of recipe `name` and returns the layer's entries. `work` is a private,
 /// empty directory for unpacked sources and build steps; `jobs` is what a build step may
 /// use at once.
@@ -670,6 +790,16 @@ pub fn assemble(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_match_within_one_name() {
+        assert!(segment_matches("*", "go"));
+        assert!(segment_matches("go*", "gofmt"));
+        assert!(segment_matches("*.so", "libx.so"));
+        assert!(segment_matches("a*b*c", "axxbyyc"));
+        assert!(!segment_matches("a*b*c", "axxc"));
+        assert!(!segment_matches("go", "gofmt"));
+    }
 
     #[test]
     fn env_values_round_trip_through_quoting() {

@@ -190,11 +190,24 @@ pub struct LockedSource {
     pub digest: Option<String>,
     #[serde(default)]
     pub platform: Option<String>,
+    /// A Go module source's module path, version and go.sum `h1:`.
+    #[serde(default)]
+    pub go_module: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub h1: Option<String>,
+    /// A go.sum source's modules: its lines (`module version[/go.mod] h1:...`), sorted.
+    #[serde(default)]
+    pub modules: Vec<String>,
 }
 
 impl LockedSource {
     /// What pins the content, as one line (`sha256 ...`, `sha512 ...`, `image sha256:... linux/amd64`).
     pub fn pin(&self) -> String {
+        if let (Some(m), Some(v), Some(h)) = (&self.go_module, &self.version, &self.h1) {
+            return go_pin(&format!("{m}@{v}"), h);
+        }
         match (&self.sha256, &self.sha512, &self.digest) {
             (Some(d), _, _) => format!("sha256 {d}"),
             (None, Some(d), _) => sha512_pin(d),
@@ -205,13 +218,23 @@ impl LockedSource {
         }
     }
 
+    /// The keys of the store's records of a go.sum source's module files.
+    pub fn module_record_keys(&self) -> impl Iterator<Item = Sha256Digest> + '_ {
+        self.modules.iter().filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let (path, version, h1) = (f.next()?, f.next()?, f.next()?);
+            Some(source_record_key(&go_pin(&format!("{path}@{version}"), h1)))
+        })
+    }
+
     /// The key of the store's source record for sources the store does not file under
     /// their own SHA-256 (SHA-512 pins and images).
     pub fn record_key(&self) -> Option<Sha256Digest> {
         if self.sha256.is_some() {
             return None;
         }
-        (self.sha512.is_some() || self.digest.is_some()).then(|| source_record_key(&self.pin()))
+        (self.sha512.is_some() || self.digest.is_some() || self.h1.is_some())
+            .then(|| source_record_key(&self.pin()))
     }
 }
 
@@ -223,6 +246,12 @@ pub fn sha512_pin(d: &Sha512Digest) -> String {
 /// The pin line of an image source (`digest` is `sha256:<hex>`).
 pub fn image_pin(digest: &str, platform: &str) -> String {
     format!("image {digest} {platform}")
+}
+
+/// The pin line of a Go module file: `label` is `module@version` for the zip and
+/// `module@version/go.mod` for its go.mod, `h1` its go.sum hash.
+pub fn go_pin(label: &str, h1: &str) -> String {
+    format!("go {label} {h1}")
 }
 
 /// The store key of a source record: what a fetched SHA-512 or image source resolved to.
@@ -371,6 +400,10 @@ mod tests {
                         sha512: None,
                         digest: None,
                         platform: None,
+                        go_module: None,
+                        version: None,
+                        h1: None,
+                        modules: vec![],
                     },
                     LockedSource {
                         name: "a".into(),
@@ -381,6 +414,10 @@ mod tests {
                         sha512: None,
                         digest: None,
                         platform: None,
+                        go_module: None,
+                        version: None,
+                        h1: None,
+                        modules: vec![],
                     },
                 ],
                 layer_sha256: Some(Sha256Digest::of(b"l")),
@@ -404,6 +441,69 @@ mod tests {
         }
         assert_eq!(back, expected);
         assert_eq!(back.render(), text);
+    }
+
+    #[test]
+    fn go_sources_round_trip() {
+        let mut l = sample();
+        if let Some(r) = l.recipes.get_mut("hello") {
+            r.tools = vec!["go".into()];
+            r.sources = vec![
+                LockedSource {
+                    name: "go".into(),
+                    urls: vec![],
+                    path: None,
+                    image: None,
+                    sha256: None,
+                    sha512: None,
+                    digest: None,
+                    platform: None,
+                    go_module: Some("golang.org/toolchain".into()),
+                    version: Some("v0.0.1-go1.18.2.linux-amd64".into()),
+                    h1: Some("h1:pxDmqemSKnjdHq87KPhXycuoRsVt7aqvH/HuRILWGNI=".into()),
+                    modules: vec![],
+                },
+                LockedSource {
+                    name: "mods".into(),
+                    urls: vec![],
+                    path: Some("app/go.sum".into()),
+                    image: None,
+                    sha256: Some(Sha256Digest::of(b"sum")),
+                    sha512: None,
+                    digest: None,
+                    platform: None,
+                    go_module: None,
+                    version: None,
+                    h1: None,
+                    modules: vec![
+                        "rsc.io/quote v1.5.2 h1:w5fcysjrx7yqtD/aO+QwRjYZOKnaM9Uh2b40tElTs3Y=".into(),
+                        "rsc.io/quote v1.5.2/go.mod h1:LzX7hefJvL54yjefDEDHNONDjII0t9xZLPXsUe+TKr0=".into(),
+                    ],
+                },
+            ];
+        }
+        let text = l.render();
+        assert!(text.contains("tools = [\"go\"]"), "{text}");
+        assert!(
+            text.contains("\n  \"rsc.io/quote v1.5.2/go.mod h1:"),
+            "{text}"
+        );
+        let back = Lockfile::parse(&SourceFile::new("lockfile.toml", text.as_str())).unwrap();
+        assert_eq!(back, l);
+        assert_eq!(back.render(), text);
+        // The toolchain is found in the store by its pin; the go.sum's modules by theirs.
+        let go = &back.recipes["hello"].sources[0];
+        assert_eq!(
+            go.pin(),
+            "go golang.org/toolchain@v0.0.1-go1.18.2.linux-amd64 h1:pxDmqemSKnjdHq87KPhXycuoRsVt7aqvH/HuRILWGNI="
+        );
+        assert!(go.record_key().is_some());
+        assert_eq!(
+            back.recipes["hello"].sources[1]
+                .module_record_keys()
+                .count(),
+            2
+        );
     }
 
     #[test]

@@ -67,6 +67,26 @@ impl Lockfile {
                 if let Some(p) = &s.platform {
                     st["platform"] = value(p.as_str());
                 }
+                if let Some(m) = &s.go_module {
+                    st["go-module"] = value(m.as_str());
+                }
+                if let Some(v) = &s.version {
+                    st["version"] = value(v.as_str());
+                }
+                if let Some(h) = &s.h1 {
+                    st["h1"] = value(h.as_str());
+                }
+                if !s.modules.is_empty() {
+                    let mut a = toml_edit::Array::new();
+                    for m in &s.modules {
+                        let mut v = toml_edit::Value::from(m.as_str());
+                        v.decor_mut().set_prefix("\n  ");
+                        a.push_formatted(v);
+                    }
+                    a.set_trailing("\n");
+                    a.set_trailing_comma(true);
+                    st["modules"] = value(a);
+                }
                 sources.push(st);
             }
             if !sources.is_empty() {

@@ -151,6 +151,22 @@ pub enum SourceKind {
     /// The file system of a container image, pinned by the digest of its manifest (or
     /// index), fetched from the registry (or a mirror) and verified blob by blob.
     Oci(OciSource),
+    /// One Go module version from the module proxy, pinned by its go.sum `h1:` hash,
+    /// unpacked without its `module@version/` prefix.
+    GoModule(GoModuleSource),
+    /// Every module a go.sum of the project pins (its `h1:` lines), served to build steps
+    /// as a module proxy tree (`GOPROXY=file:///src/NAME`). The go.sum is hashed like a
+    /// path source.
+    GoSum { path: RelPath },
+}
+
+/// A `go-module` source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GoModuleSource {
+    pub path: String,
+    pub version: String,
+    /// `h1:<base64>`, as go.sum writes it.
+    pub h1: String,
 }
 
 /// An `image` source.
@@ -183,7 +199,10 @@ impl Source {
     /// or a path source (which may be a directory).
     pub fn may_have_members(&self) -> bool {
         self.unpack.is_archive()
-            || matches!(self.kind, SourceKind::Path { .. } | SourceKind::Oci(_))
+            || matches!(
+                self.kind,
+                SourceKind::Path { .. } | SourceKind::Oci(_) | SourceKind::GoSum { .. }
+            )
     }
 }
 
@@ -223,6 +242,10 @@ pub enum Action {
         source: String,
         member: RelPath,
         owner: Owner,
+        /// Patterns of files (relative to the tree, `*` within one name) made executable:
+        /// for sources that carry no modes, such as Go module zips.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        executable: Vec<String>,
     },
     Mkdir {
         path: ImagePath,
@@ -414,6 +437,14 @@ struct RawSource {
     strip_components: Option<Spanned<u32>>,
     #[serde(default)]
     file_name: Option<Spanned<String>>,
+    #[serde(default)]
+    go_module: Option<Spanned<String>>,
+    #[serde(default)]
+    go_sum: Option<Spanned<String>>,
+    #[serde(default)]
+    version: Option<Spanned<String>>,
+    #[serde(default)]
+    h1: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -453,7 +484,7 @@ impl StepKind {
             StepKind::File | StepKind::Template => {
                 &["path", "from", "member", "content", "mode", "uid", "gid"]
             }
-            StepKind::Tree => &["path", "from", "member", "uid", "gid"],
+            StepKind::Tree => &["path", "from", "member", "uid", "gid", "executable"],
             StepKind::Mkdir => &["path", "mode", "uid", "gid"],
             StepKind::Symlink => &["path", "target"],
             StepKind::Unit => &[
@@ -502,6 +533,7 @@ struct RawStep {
     script: Option<Spanned<String>>,
     sources: Option<Spanned<Vec<Spanned<String>>>>,
     env: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    executable: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 impl RawStep {
@@ -535,6 +567,7 @@ impl RawStep {
             s("script", &self.script),
             s("sources", &self.sources),
             s("env", &self.env),
+            s("executable", &self.executable),
         ]
         .into_iter()
         .flatten()

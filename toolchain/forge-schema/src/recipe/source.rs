@@ -52,6 +52,8 @@ pub(super) fn check_source(c: &mut Checker<'_>, s: &Spanned<RawSource>) -> Optio
         r.urls.as_ref().map(|u| ("urls", u.span())),
         r.path.as_ref().map(|p| ("path", p.span())),
         r.image.as_ref().map(|i| ("image", i.span())),
+        r.go_module.as_ref().map(|g| ("go-module", g.span())),
+        r.go_sum.as_ref().map(|g| ("go-sum", g.span())),
     ]
     .into_iter()
     .flatten()
@@ -73,6 +75,20 @@ pub(super) fn check_source(c: &mut Checker<'_>, s: &Spanned<RawSource>) -> Optio
             format!("`{key}` does not apply to {kind} (source `{name}`)"),
         );
     };
+    if let Some(module) = &r.go_module {
+        return check_go_module(c, r, name, module, span);
+    }
+    if let Some(sum) = &r.go_sum {
+        return check_go_sum(c, r, name, sum, span);
+    }
+    for (key, span) in [
+        ("version", r.version.as_ref().map(|d| d.span())),
+        ("h1", r.h1.as_ref().map(|d| d.span())),
+    ] {
+        if let Some(span) = span {
+            misplaced(c, key, span, "this source; it is for `go-module` sources");
+        }
+    }
     if r.image.is_none() {
         for (key, span) in [
             ("digest", r.digest.as_ref().map(|d| d.span())),
@@ -275,6 +291,7 @@ pub(super) fn check_source(c: &mut Checker<'_>, s: &Spanned<RawSource>) -> Optio
             .next()
             .unwrap_or(&name)
             .to_string(),
+        (None, SourceKind::GoModule(_) | SourceKind::GoSum { .. }) => name.clone(),
     };
     Some(Source {
         name,
@@ -284,4 +301,165 @@ pub(super) fn check_source(c: &mut Checker<'_>, s: &Spanned<RawSource>) -> Optio
         file_name,
         span,
     })
+}
+
+/// A `go-module` source: module path, `version` and `h1` required; nothing that belongs to
+/// another kind. It unpacks as a zip without the `module@version/` directory.
+fn check_go_module(
+    c: &mut Checker<'_>,
+    r: &RawSource,
+    name: String,
+    module: &Spanned<String>,
+    span: Range<usize>,
+) -> Option<Source> {
+    refuse(
+        c,
+        r,
+        &[
+            "sha256",
+            "sha512",
+            "unpack",
+            "strip-components",
+            "file-name",
+            "digest",
+            "platform",
+            "mirrors",
+        ],
+        &format!(
+            "a `go-module` source (source `{name}`): its `h1` pins it and it is unpacked as the module"
+        ),
+    );
+    let path = module.get_ref();
+    let path_ok = !path.is_empty()
+        && !path.starts_with('/')
+        && !path.ends_with('/')
+        && path
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && path
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-._~/".contains(ch));
+    if !path_ok {
+        c.err(module.span(), format!("`{path}` is not a Go module path"));
+    }
+    let Some(version) = &r.version else {
+        c.err_help(
+            span,
+            format!("go-module source `{name}` has no `version`"),
+            "give the module version, e.g. `version = \"v1.5.2\"`",
+        );
+        return None;
+    };
+    if !version.get_ref().starts_with('v') || version.get_ref().contains(['/', ' ']) {
+        c.err(
+            version.span(),
+            format!(
+                "`{}` is not a Go module version (`v1.2.3`)",
+                version.get_ref()
+            ),
+        );
+    }
+    let Some(h1) = &r.h1 else {
+        c.err_help(
+            span,
+            format!("go-module source `{name}` has no `h1`"),
+            "pin it as go.sum does: `h1 = \"h1:...\"` (the module's line in go.sum, or `go mod download -json MODULE@VERSION`)",
+        );
+        return None;
+    };
+    let h1_ok = h1.get_ref().strip_prefix("h1:").is_some_and(|b| {
+        b.len() == 44
+            && b.ends_with('=')
+            && b.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "+/=".contains(ch))
+    });
+    if !h1_ok {
+        c.err_help(
+            h1.span(),
+            format!("`{}` is not an `h1:` hash", h1.get_ref()),
+            "an h1 hash is `h1:` and 44 characters of base64, as in go.sum",
+        );
+        return None;
+    }
+    let strip = u32::try_from(path.split('/').count()).unwrap_or(u32::MAX);
+    Some(Source {
+        kind: SourceKind::GoModule(GoModuleSource {
+            path: path.clone(),
+            version: version.get_ref().clone(),
+            h1: h1.get_ref().clone(),
+        }),
+        unpack: Unpack::Zip,
+        strip_components: strip,
+        file_name: name.clone(),
+        name,
+        span,
+    })
+}
+
+/// A `go-sum` source: the path of a go.sum in the project, and nothing else.
+fn check_go_sum(
+    c: &mut Checker<'_>,
+    r: &RawSource,
+    name: String,
+    sum: &Spanned<String>,
+    span: Range<usize>,
+) -> Option<Source> {
+    refuse(
+        c,
+        r,
+        &[
+            "sha256",
+            "sha512",
+            "unpack",
+            "strip-components",
+            "file-name",
+            "version",
+            "h1",
+            "digest",
+            "platform",
+            "mirrors",
+        ],
+        &format!("a `go-sum` source (source `{name}`): the go.sum pins every module"),
+    );
+    let path = c.rel_path("go.sum path", sum)?;
+    if !path.as_str().ends_with("go.sum") {
+        c.err_help(
+            sum.span(),
+            format!("`{}` is not a go.sum file", path.as_str()),
+            "give the path of the go.sum beside the go.mod, e.g. `go-sum = \"go/kubernetes/go.sum\"`",
+        );
+        return None;
+    }
+    Some(Source {
+        kind: SourceKind::GoSum { path },
+        unpack: Unpack::None,
+        strip_components: 0,
+        file_name: "go.sum".into(),
+        name,
+        span,
+    })
+}
+
+/// An error for each of `keys` the source has: they do not apply to `what`.
+fn refuse(c: &mut Checker<'_>, r: &RawSource, keys: &[&str], what: &str) {
+    let spans = [
+        ("sha256", r.sha256.as_ref().map(|d| d.span())),
+        ("sha512", r.sha512.as_ref().map(|d| d.span())),
+        ("unpack", r.unpack.as_ref().map(|d| d.span())),
+        (
+            "strip-components",
+            r.strip_components.as_ref().map(|d| d.span()),
+        ),
+        ("file-name", r.file_name.as_ref().map(|d| d.span())),
+        ("version", r.version.as_ref().map(|d| d.span())),
+        ("h1", r.h1.as_ref().map(|d| d.span())),
+        ("digest", r.digest.as_ref().map(|d| d.span())),
+        ("platform", r.platform.as_ref().map(|d| d.span())),
+        ("mirrors", r.mirrors.as_ref().map(|d| d.span())),
+    ];
+    for (key, span) in spans {
+        if let Some(span) = span.filter(|_| keys.contains(&key)) {
+            c.err(span, format!("`{key}` does not apply to {what}"));
+        }
+    }
 }

@@ -162,11 +162,33 @@ pub(super) fn check_step(
             let path = c.image_path(need!(path, "path"));
             need!(from, "from");
             let (source, member) = source_ref(c, true)?;
+            let mut executable = Vec::new();
+            for p in r
+                .executable
+                .as_ref()
+                .map(|e| e.get_ref().as_slice())
+                .unwrap_or(&[])
+            {
+                let pat = p.get_ref();
+                if pat.is_empty()
+                    || pat.starts_with('/')
+                    || pat.split('/').any(|s| s.is_empty() || s == "..")
+                {
+                    c.err_help(
+                        p.span(),
+                        format!("`{pat}` is not a pattern of paths inside the tree"),
+                        "write relative paths with `*` inside a name, e.g. `bin/*`",
+                    );
+                    return None;
+                }
+                executable.push(pat.clone());
+            }
             Action::Tree {
                 path: path?,
                 source,
                 member: member.unwrap_or(RelPath::parse(".").ok()?),
                 owner,
+                executable,
             }
         }
         StepKind::Mkdir => Action::Mkdir {

@@ -217,3 +217,34 @@ fn build_step_mistakes_are_named_where_they_are() {
     let e = first_error(&BUILD.replace("[\"go\", \"build\", \"-o\", \"/out/hello\", \".\"]", "[]"));
     assert!(e.message.contains("`command` is empty"), "{e}");
 }
+
+#[test]
+fn go_sources_parse_and_their_mistakes_are_named() {
+    let text = "name = \"hello\"\nversion = \"1\"\n[[source]]\nname = \"go\"\ngo-module = \"golang.org/toolchain\"\nversion = \"v0.0.1-go1.18.2.linux-amd64\"\nh1 = \"h1:pxDmqemSKnjdHq87KPhXycuoRsVt7aqvH/HuRILWGNI=\"\n[[source]]\nname = \"mods\"\ngo-sum = \"go/app/go.sum\"\n";
+    let r = parse(text).unwrap();
+    match &r.sources[0].kind {
+        SourceKind::GoModule(g) => assert_eq!(g.path, "golang.org/toolchain"),
+        other => panic!("{other:?}"),
+    }
+    // The zip's `module@version/` directory is stripped: two path segments here.
+    assert_eq!(r.sources[0].strip_components, 2);
+    assert_eq!(r.sources[0].unpack, Unpack::Zip);
+    assert!(matches!(r.sources[1].kind, SourceKind::GoSum { .. }));
+    assert!(r.sources[1].may_have_members());
+    let e = first_error(&text.replace("h1:pxDm", "sha256:pxDm"));
+    assert!(e.message.contains("is not an `h1:` hash"), "{e}");
+    let e =
+        first_error(&text.replace("version = \"v0.0.1", "unpack = \"zip\"\nversion = \"v0.0.1"));
+    assert!(
+        e.message
+            .contains("`unpack` does not apply to a `go-module` source"),
+        "{e}"
+    );
+    let e = first_error(&text.replace("go/app/go.sum", "go/app/go.mod"));
+    assert!(e.message.contains("is not a go.sum file"), "{e}");
+    let e = first_error(&text.replace(
+        "h1 = \"h1:pxDmqemSKnjdHq87KPhXycuoRsVt7aqvH/HuRILWGNI=\"\n",
+        "",
+    ));
+    assert!(e.message.contains("has no `h1`"), "{e}");
+}
