@@ -4,7 +4,9 @@
 //! 2. packing a 1 GiB tree of mixed files into a layer vs
 //!    `tar --sort=name ... | zstd -3` (goal: ratio >= 1.0, forge no slower);
 //! 3. a no-op `forge -C examples/hello build` with everything cached (goal: < 100 ms),
-//!    against `forge --version` (process start-up) as the floor.
+//!    against `forge --version` (process start-up) as the floor;
+//! 4. starting a program in the build sandbox (bubblewrap: namespaces, the tools' root,
+//!    mounts, a fixed environment) against starting it directly (goal: < 50 ms above it).
 //!
 //! Run: `cargo bench --bench forge-bench` (options after `--`: `--size-mib N`,
 //! `--runs N`, `--dir DIR`). Data is generated deterministically under `--dir`
@@ -349,6 +351,38 @@ fn main() {
             "(NOT met)"
         }
     );
+
+    // 4. Sandbox start-up: `busybox true` in the sandbox of a build step, against the
+    // same program started directly. Needs bwrap and Debian's busybox-static.
+    if Path::new("/bin/busybox").is_file() {
+        let work = o.dir.join("sandbox");
+        let _ = fs::remove_dir_all(&work);
+        let root = work.join("root");
+        fs::create_dir_all(root.join("bin")).unwrap();
+        fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+        let sb = forge_build::sandbox::Sandbox::prepare(&work, root, &[]).unwrap();
+        let argv = ["/bin/busybox".to_string(), "true".to_string()];
+        let env = [("PATH".to_string(), sb.path_var())];
+        let log = work.join("log");
+        let runs = o.runs.max(20);
+        let (direct, sandboxed) = measure_pair(
+            runs,
+            || run_quiet(Command::new("/bin/busybox").arg("true")),
+            || sb.run(&argv, &env, &log).unwrap(),
+        );
+        let above = sandboxed.saturating_sub(direct);
+        println!(
+            "| start `busybox true` in the build sandbox | the same, started directly | {:.1} ms | {:.1} ms | {:.2} | < 50 ms above it {} |",
+            direct.as_secs_f64() * 1000.0,
+            sandboxed.as_secs_f64() * 1000.0,
+            direct.as_secs_f64() / sandboxed.as_secs_f64(),
+            if above < Duration::from_millis(50) {
+                "(met)"
+            } else {
+                "(NOT met)"
+            }
+        );
+    }
 
     let ref_size = fs::metadata(&out_ref).map(|m| m.len()).unwrap_or(0);
     println!(
