@@ -588,4 +588,26 @@ script = "cd /src/app && go build -ldflags=-buildid= -o $out/quote ."
         msg.contains("h1:7uVkIFmeBqHfdjD+gZwtXXI+RODJ2Wc4O7MPEh/QiW4="),
         "{msg}"
     );
+
+    // A go.sum that leaves out a module the build needs: the build fails offline, and
+    // what it shows names the module.
+    let missing: String = QUOTE_GO_SUM
+        .lines()
+        .filter(|l| !l.starts_with("rsc.io/sampler"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    write(d.path(), "app/go.sum", &missing);
+    let plan = self::plan(d.path());
+    let e = rt()
+        .block_on(build(
+            &plan,
+            &store,
+            &["quote".into()],
+            &settings,
+            Arc::new(Silent),
+        ))
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, BuildError::StepFailed(_)), "{msg}");
+    assert!(msg.contains("rsc.io/sampler"), "{msg}");
 }
