@@ -100,7 +100,7 @@ fn fetch_requests(plan: &Plan, names: &[String]) -> Requests {
                     platform: o.platform.clone(),
                 }),
                 SourceKind::GoModule(g) => modules.push(go_request(g)),
-                SourceKind::GoSum { .. } => modules.extend(go_sum_requests(s)),
+                SourceKind::GoSum { .. } => modules.extend(s.go_sum.iter().cloned()),
                 SourceKind::Path { .. } => {}
             }
         }
@@ -110,19 +110,6 @@ fn fetch_requests(plan: &Plan, names: &[String]) -> Requests {
         images,
         modules,
     }
-}
-
-/// Every module file a go.sum source pins (as read when the plan was made).
-pub fn go_sum_requests(s: &crate::plan::ResolvedSource) -> Vec<GoRequest> {
-    s.go_sum
-        .iter()
-        .map(|l| GoRequest {
-            path: l.path.clone(),
-            version: l.version.clone(),
-            file: l.file,
-            h1: l.h1.clone(),
-        })
-        .collect()
 }
 
 /// The request for a Go module source's zip.

@@ -34,7 +34,7 @@ pub struct ResolvedSource {
     /// For path sources: where it is on disk and whether it is a directory.
     pub local: Option<(PathBuf, PathContent)>,
     /// For go.sum sources: its lines, as read when it was hashed.
-    pub go_sum: Vec<forge_fetch::go::GoSumLine>,
+    pub go_sum: Vec<forge_fetch::go::GoRequest>,
 }
 
 /// One recipe, ready to build.
@@ -189,7 +189,7 @@ fn read_go_sum(
     s: &Source,
     abs: &std::path::Path,
     sha: &Sha256Digest,
-) -> Result<Vec<forge_fetch::go::GoSumLine>, BuildError> {
+) -> Result<Vec<forge_fetch::go::GoRequest>, BuildError> {
     let bytes = std::fs::read(abs).map_err(|source| BuildError::Io {
         path: abs.to_path_buf(),
         source,
@@ -215,7 +215,7 @@ fn read_go_sum(
             path: format!("{}:{line}", abs.display()),
             message,
         })?;
-    lines.sort_by(|a, b| (&a.path, &a.version, a.file).cmp(&(&b.path, &b.version, b.file)));
+    lines.sort();
     Ok(lines)
 }
 
@@ -297,17 +297,7 @@ fn locked_source(s: &ResolvedSource) -> LockedSource {
         go_module: None,
         version: None,
         h1: None,
-        modules: s
-            .go_sum
-            .iter()
-            .map(|l| {
-                let v = match l.file {
-                    forge_fetch::go::GoFile::Zip => l.version.clone(),
-                    forge_fetch::go::GoFile::Mod => format!("{}/go.mod", l.version),
-                };
-                format!("{} {v} {}", l.path, l.h1)
-            })
-            .collect(),
+        modules: s.go_sum.iter().map(|l| l.sum_line()).collect(),
     };
     match &s.source.kind {
         SourceKind::Url { urls, integrity } => {

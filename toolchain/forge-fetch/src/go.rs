@@ -18,7 +18,7 @@ use forge_schema::lockfile::source_record_key;
 use forge_schema::{Hasher, Sha256Digest};
 use forge_store::{SourceRecord, Store};
 
-use crate::{FetchError, Fetcher, Missing, UrlFailure};
+use crate::{FetchError, Fetcher, Missing};
 
 /// Which file of a module version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,6 +55,14 @@ pub struct GoRequest {
 }
 
 impl GoRequest {
+    /// This file's line in go.sum: `<module> <version>[/go.mod] <h1>`.
+    pub fn sum_line(&self) -> String {
+        match self.file {
+            GoFile::Zip => format!("{} {} {}", self.path, self.version, self.h1),
+            GoFile::Mod => format!("{} {}/go.mod {}", self.path, self.version, self.h1),
+        }
+    }
+
     /// `module@version` (with `/go.mod` for the go.mod), as go.sum and Go's errors write it.
     pub fn label(&self) -> String {
         match self.file {
@@ -172,18 +180,9 @@ fn h1_of(file: GoFile, path: &Path) -> Result<String, String> {
     }
 }
 
-/// A line of go.sum.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GoSumLine {
-    pub path: String,
-    pub version: String,
-    pub file: GoFile,
-    pub h1: String,
-}
-
-/// Parses go.sum: `<module> <version>[/go.mod] h1:<base64>` per line. Errors give the
-/// 1-based line number.
-pub fn parse_go_sum(text: &str) -> Result<Vec<GoSumLine>, (usize, String)> {
+/// Parses go.sum: `<module> <version>[/go.mod] h1:<base64>` per line, each the request
+/// for the file it pins. Errors give the 1-based line number.
+pub fn parse_go_sum(text: &str) -> Result<Vec<GoRequest>, (usize, String)> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -210,7 +209,7 @@ pub fn parse_go_sum(text: &str) -> Result<Vec<GoSumLine>, (usize, String)> {
             Some(v) => (v, GoFile::Mod),
             None => (version, GoFile::Zip),
         };
-        out.push(GoSumLine {
+        out.push(GoRequest {
             path: path.to_string(),
             version: version.to_string(),
             file,
@@ -247,15 +246,7 @@ impl Fetcher {
         proxy: Option<&str>,
         req: &GoRequest,
     ) -> Result<GoFetched, FetchError> {
-        let key = req.record_key();
-        let found = |s: &Store| {
-            s.record::<SourceRecord>(&key)
-                .ok()
-                .flatten()
-                .and_then(|r| r.blob)
-                .filter(|b| s.has_blob(b))
-        };
-        if let Some(sha256) = found(store) {
+        if let Some(sha256) = stored(store, req) {
             return Ok(GoFetched {
                 sha256,
                 path: store.blob_path(&sha256),
@@ -264,7 +255,7 @@ impl Fetcher {
         let rel = req.proxy_path()?;
         let mut candidates: Vec<PathBuf> = Vec::new();
         if let Some(up) = &self.options.upstream
-            && let Some(b) = found(up)
+            && let Some(b) = stored(up, req)
         {
             candidates.push(up.blob_path(&b));
         }
@@ -272,27 +263,31 @@ impl Fetcher {
             candidates.push(d.join(&rel));
             candidates.push(d.join("cache/download").join(&rel));
         }
-        let mut failures = Vec::new();
+        // A local copy that fails its pin is passed over, and reported if nothing else
+        // can be had.
+        let mut mismatch = None;
         for c in candidates.iter().filter(|c| c.is_file()) {
-            match self.verify_go(store, req, c, &c.display().to_string()) {
-                Ok(f) => return Ok(f),
-                Err(FetchError::GoMismatch { actual, .. }) => failures.push(UrlFailure {
-                    url: c.display().to_string(),
-                    reason: format!("has {actual}"),
-                    actual: None,
-                }),
+            match check_h1(req, c, &c.display().to_string()) {
+                Ok(()) => {
+                    let sha256 = hash(c)?;
+                    let path = store.add_file(c, &sha256)?;
+                    return record(store, req, sha256, path);
+                }
+                Err(e @ FetchError::GoMismatch { .. }) => {
+                    mismatch.get_or_insert(e);
+                }
                 Err(e) => return Err(e),
             }
         }
         let Some(proxy) = proxy.filter(|_| !self.options.offline) else {
-            return Err(FetchError::Offline {
+            return Err(mismatch.unwrap_or_else(|| FetchError::Offline {
                 missing: vec![Missing {
                     name: req.label(),
                     file_name: rel,
                     pin: req.h1.clone(),
                     urls: Vec::new(),
                 }],
-            });
+            }));
         };
         let url = format!("{}/{rel}", proxy.trim_end_matches('/'));
         let bytes = self.get(&url).await?;
@@ -303,46 +298,55 @@ impl Fetcher {
                 source,
             }
         })?;
-        let path = tmp.path().to_path_buf();
-        self.verify_go(store, req, &path, &url)
+        check_h1(req, tmp.path(), &url)?;
+        let sha256 = Sha256Digest::of(&bytes);
+        // The download itself becomes the blob: no second copy.
+        let path = store.commit_blob_unchecked(tmp, &sha256)?;
+        record(store, req, sha256, path)
     }
+}
 
-    /// Checks the file at `path` against the request's `h1:`; a match goes into the store
-    /// (copied), a mismatch stores nothing.
-    fn verify_go(
-        &self,
-        store: &Store,
-        req: &GoRequest,
-        path: &Path,
-        origin: &str,
-    ) -> Result<GoFetched, FetchError> {
-        let actual = h1_of(req.file, path).map_err(|reason| FetchError::Go {
+/// Checks the file at `path` (from `origin`) against the request's `h1:`.
+fn check_h1(req: &GoRequest, path: &Path, origin: &str) -> Result<(), FetchError> {
+    let actual = h1_of(req.file, path).map_err(|reason| FetchError::Go {
+        module: req.label(),
+        reason: format!("{origin}: not a module {}: {reason}", req.file.what()),
+    })?;
+    if actual != req.h1 {
+        return Err(FetchError::GoMismatch {
             module: req.label(),
-            reason: format!("{origin}: not a module {}: {reason}", req.file.what()),
-        })?;
-        if actual != req.h1 {
-            return Err(FetchError::GoMismatch {
-                module: req.label(),
-                url: origin.to_string(),
-                expected: req.h1.clone(),
-                actual,
-            });
-        }
-        let (sha256, _) =
-            forge_store::fsutil::hash_file(path).map_err(|source| forge_store::StoreError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        let blob = store.add_file(path, &sha256)?;
-        store.commit_record(&SourceRecord {
-            key: source_record_key(&req.pin()),
-            pin: req.pin(),
-            blob: Some(sha256),
-            manifests: Vec::new(),
-            layers: Vec::new(),
-        })?;
-        Ok(GoFetched { sha256, path: blob })
+            url: origin.to_string(),
+            expected: req.h1.clone(),
+            actual,
+        });
     }
+    Ok(())
+}
+
+fn hash(path: &Path) -> Result<Sha256Digest, FetchError> {
+    let (sha256, _) =
+        forge_store::fsutil::hash_file(path).map_err(|source| forge_store::StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(sha256)
+}
+
+/// Records which blob holds the verified file, so the store finds it by its pin.
+fn record(
+    store: &Store,
+    req: &GoRequest,
+    sha256: Sha256Digest,
+    path: PathBuf,
+) -> Result<GoFetched, FetchError> {
+    store.commit_record(&SourceRecord {
+        key: req.record_key(),
+        pin: req.pin(),
+        blob: Some(sha256),
+        manifests: Vec::new(),
+        layers: Vec::new(),
+    })?;
+    Ok(GoFetched { sha256, path })
 }
 
 #[cfg(test)]
@@ -365,6 +369,8 @@ mod tests {
         let text = "rsc.io/quote v1.5.2 h1:w5fcysjrx7yqtD/aO+QwRjYZOKnaM9Uh2b40tElTs3Y=\nrsc.io/quote v1.5.2/go.mod h1:LzX7hefJvL54yjefDEDHNONDjII0t9xZLPXsUe+TKr0=\n";
         let lines = parse_go_sum(text).unwrap();
         assert_eq!(lines.len(), 2);
+        let back: String = lines.iter().map(|l| l.sum_line() + "\n").collect();
+        assert_eq!(back, text);
         assert_eq!(lines[0].file, GoFile::Zip);
         assert_eq!(lines[1].file, GoFile::Mod);
         assert_eq!(lines[1].version, "v1.5.2");

@@ -131,6 +131,22 @@ fn a_file_that_does_not_match_its_pin_names_both_hashes_and_stores_nothing() {
         .count();
     assert_eq!(blobs, 0, "a file that failed its pin reached the store");
 
+    // Offline, a copy in a source directory that fails its pin is reported as such.
+    let cache = dir.path().join("proxy");
+    std::fs::create_dir_all(cache.join("example.com/m/@v")).unwrap();
+    std::fs::write(
+        cache.join("example.com/m/@v/v1.0.0.zip"),
+        module_zip("package m // local\n"),
+    )
+    .unwrap();
+    let off = fetcher(FetchOptions {
+        offline: true,
+        source_dirs: vec![cache],
+        ..FetchOptions::default()
+    });
+    let e = rt().block_on(off.fetch_go(&s, None, &r)).unwrap_err();
+    assert!(matches!(e, FetchError::GoMismatch { .. }), "{e}");
+
     // The right content is accepted.
     server.put("example.com/m/@v/v1.0.0.zip", good);
     rt().block_on(f.fetch_go(&s, Some(&proxy), &r)).unwrap();

@@ -218,8 +218,8 @@ impl Context<'_> {
             let p = p.to_path_buf();
             move |source| BuildError::Io { path: p, source }
         };
-        for req in crate::engine::go_sum_requests(src) {
-            let blob = forge_fetch::go::stored(self.store, &req).ok_or_else(|| {
+        for req in &src.go_sum {
+            let blob = forge_fetch::go::stored(self.store, req).ok_or_else(|| {
                 step_error(
                     self.resolved,
                     step,
