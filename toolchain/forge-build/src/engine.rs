@@ -75,41 +75,33 @@ struct Requests {
 
 /// Sources the given recipes need from outside the project: files, images, Go modules.
 fn fetch_requests(plan: &Plan, names: &[String]) -> Requests {
-    let Requests {
-        mut files,
-        mut images,
-        mut modules,
-    } = Requests::default();
+    let mut out = Requests::default();
     for n in names {
         let r = &plan.recipes[n];
         for s in &r.sources {
             let name = format!("{}/{}", r.recipe.name, s.source.name);
             match &s.source.kind {
-                SourceKind::Url { urls, integrity } => files.push(FetchRequest {
+                SourceKind::Url { urls, integrity } => out.files.push(FetchRequest {
                     name,
                     urls: urls.clone(),
                     integrity: *integrity,
                     file_name: s.source.file_name.clone(),
                     accept: None,
                 }),
-                SourceKind::Oci(o) => images.push(ImageRequest {
+                SourceKind::Oci(o) => out.images.push(ImageRequest {
                     name,
                     image: o.image.clone(),
                     mirrors: o.mirrors.clone(),
                     digest: o.digest,
                     platform: o.platform.clone(),
                 }),
-                SourceKind::GoModule(g) => modules.push(go_request(g)),
-                SourceKind::GoSum { .. } => modules.extend(s.go_sum.iter().cloned()),
+                SourceKind::GoModule(g) => out.modules.push(go_request(g)),
+                SourceKind::GoSum { .. } => out.modules.extend(s.go_sum.iter().cloned()),
                 SourceKind::Path { .. } => {}
             }
         }
     }
-    Requests {
-        files,
-        images,
-        modules,
-    }
+    out
 }
 
 /// The request for a Go module source's zip.

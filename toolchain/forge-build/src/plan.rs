@@ -287,17 +287,9 @@ impl ResolvedSource {
 fn locked_source(s: &ResolvedSource) -> LockedSource {
     let mut l = LockedSource {
         name: s.source.name.clone(),
-        urls: Vec::new(),
-        path: None,
-        image: None,
         sha256: s.sha256,
-        sha512: None,
-        digest: None,
-        platform: None,
-        go_module: None,
-        version: None,
-        h1: None,
         modules: s.go_sum.iter().map(|l| l.sum_line()).collect(),
+        ..LockedSource::default()
     };
     match &s.source.kind {
         SourceKind::Url { urls, integrity } => {

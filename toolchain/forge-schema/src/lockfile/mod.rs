@@ -168,7 +168,7 @@ pub struct LockedRecipe {
 }
 
 /// One source's pin.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LockedSource {
     pub name: String,
@@ -394,30 +394,14 @@ mod tests {
                     LockedSource {
                         name: "z".into(),
                         urls: vec!["https://a/z.tgz".into()],
-                        path: None,
-                        image: None,
                         sha256: Some(Sha256Digest::of(b"z")),
-                        sha512: None,
-                        digest: None,
-                        platform: None,
-                        go_module: None,
-                        version: None,
-                        h1: None,
-                        modules: vec![],
+                        ..Default::default()
                     },
                     LockedSource {
                         name: "a".into(),
-                        urls: vec![],
                         path: Some("files/a.txt".into()),
-                        image: None,
                         sha256: Some(Sha256Digest::of(b"a")),
-                        sha512: None,
-                        digest: None,
-                        platform: None,
-                        go_module: None,
-                        version: None,
-                        h1: None,
-                        modules: vec![],
+                        ..Default::default()
                     },
                 ],
                 layer_sha256: Some(Sha256Digest::of(b"l")),
@@ -451,34 +435,20 @@ mod tests {
             r.sources = vec![
                 LockedSource {
                     name: "go".into(),
-                    urls: vec![],
-                    path: None,
-                    image: None,
-                    sha256: None,
-                    sha512: None,
-                    digest: None,
-                    platform: None,
                     go_module: Some("golang.org/toolchain".into()),
                     version: Some("v0.0.1-go1.18.2.linux-amd64".into()),
                     h1: Some("h1:pxDmqemSKnjdHq87KPhXycuoRsVt7aqvH/HuRILWGNI=".into()),
-                    modules: vec![],
+                    ..Default::default()
                 },
                 LockedSource {
                     name: "mods".into(),
-                    urls: vec![],
                     path: Some("app/go.sum".into()),
-                    image: None,
                     sha256: Some(Sha256Digest::of(b"sum")),
-                    sha512: None,
-                    digest: None,
-                    platform: None,
-                    go_module: None,
-                    version: None,
-                    h1: None,
                     modules: vec![
                         "rsc.io/quote v1.5.2 h1:w5fcysjrx7yqtD/aO+QwRjYZOKnaM9Uh2b40tElTs3Y=".into(),
                         "rsc.io/quote v1.5.2/go.mod h1:LzX7hefJvL54yjefDEDHNONDjII0t9xZLPXsUe+TKr0=".into(),
                     ],
+                    ..Default::default()
                 },
             ];
         }
