@@ -165,8 +165,8 @@ impl FetchSettings {
         }
     }
 
-    /// The Go module proxy: the flag or `GOPROXY`, else, if a recipe has a Go module
-    /// source, the configuration of this host's Go (`go env GOPROXY`; the host's Go is
+    /// The Go module proxy: the flag or `GOPROXY`, else, if a recipe has a Go module or
+    /// go.sum source, the configuration of this host's Go (`go env GOPROXY`; the host's Go is
     /// asked for its configuration only, it never builds anything).
     pub fn go_proxy(&self, defs: Option<&Definitions>) -> Option<String> {
         if let Some(p) = &self.go_proxy {
@@ -174,9 +174,13 @@ impl FetchSettings {
         }
         let wanted = defs.is_some_and(|d| {
             d.recipes.values().any(|r| {
-                r.sources
-                    .iter()
-                    .any(|s| matches!(s.kind, forge_schema::recipe::SourceKind::GoModule(_)))
+                r.sources.iter().any(|s| {
+                    matches!(
+                        s.kind,
+                        forge_schema::recipe::SourceKind::GoModule(_)
+                            | forge_schema::recipe::SourceKind::GoSum { .. }
+                    )
+                })
             })
         });
         if !wanted || self.offline {
