@@ -10,7 +10,7 @@ use forge_layer::Node;
 use forge_schema::paths::ImagePath;
 use forge_schema::recipe::{Owner, Run, Step, Unpack};
 
-use super::{Assembly, Materialised, location};
+use super::{Assembly, Materialised, io_err, location};
 use crate::BuildError;
 use crate::plan::closure;
 use crate::sandbox::{self, Failure, Sandbox};
@@ -59,13 +59,9 @@ impl Assembly<'_> {
     ) -> Result<(), BuildError> {
         let r = self.cx.resolved;
         let recipe = r.recipe.name.clone();
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| BuildError::Io { path, source }
-        };
         let work = self.cx.work.join(format!("build-step{}", self.step_no));
         let root = work.join("root");
-        fs::create_dir_all(&root).map_err(io(&root))?;
+        fs::create_dir_all(&root).map_err(io_err(&root))?;
         let mut layers = Vec::new();
         for t in closure(self.plan, &r.recipe.tools) {
             let hash = self.plan.recipes[&t].hash;
@@ -87,7 +83,7 @@ impl Assembly<'_> {
             };
             mounts.push((host, name.clone()));
         }
-        let sb = Sandbox::prepare(&work, root, &mounts).map_err(io(&work))?;
+        let sb = Sandbox::prepare(&work, root, &mounts).map_err(io_err(&work))?;
         let program = argv.first().map_or("", String::as_str);
         if sb.find(program).is_none() {
             let host = sandbox::on_host(program).map_or_else(String::new, |p| {
@@ -159,7 +155,10 @@ impl Assembly<'_> {
                 })));
             }
         }
-        let empty = fs::read_dir(&sb.out).map_err(io(&sb.out))?.next().is_none();
+        let empty = fs::read_dir(&sb.out)
+            .map_err(io_err(&sb.out))?
+            .next()
+            .is_none();
         if empty {
             return Err(self.error(
                 step,

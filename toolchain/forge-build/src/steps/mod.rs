@@ -129,10 +129,7 @@ impl Context<'_> {
             Materialised::File(blob)
         } else {
             let dest = self.work.join("sources").join(name);
-            fs::create_dir_all(&dest).map_err(|source| BuildError::Io {
-                path: dest.clone(),
-                source,
-            })?;
+            fs::create_dir_all(&dest).map_err(io_err(&dest))?;
             let label = format!(
                 "{} (source `{name}` of recipe `{}`)",
                 src.source.file_name, self.resolved.recipe.name
@@ -191,10 +188,7 @@ impl Context<'_> {
             layers.push((self.store.blob_path(&l.digest), kind));
         }
         let dest = self.work.join("sources").join(name);
-        fs::create_dir_all(&dest).map_err(|source| BuildError::Io {
-            path: dest.clone(),
-            source,
-        })?;
+        fs::create_dir_all(&dest).map_err(io_err(&dest))?;
         let label = format!(
             "{} (source `{name}` of recipe `{}`)",
             o.image, self.resolved.recipe.name
@@ -214,10 +208,6 @@ impl Context<'_> {
         path: &str,
     ) -> Result<Materialised, BuildError> {
         let dest = self.work.join("sources").join(name);
-        let io = |p: &Path| {
-            let p = p.to_path_buf();
-            move |source| BuildError::Io { path: p, source }
-        };
         for req in &src.go_sum {
             let blob = forge_fetch::go::stored(self.store, req).ok_or_else(|| {
                 step_error(
@@ -231,21 +221,21 @@ impl Context<'_> {
             })?;
             let at = dest.join(req.proxy_path()?);
             if let Some(dir) = at.parent() {
-                fs::create_dir_all(dir).map_err(io(dir))?;
+                fs::create_dir_all(dir).map_err(io_err(dir))?;
             }
             let from = self.store.blob_path(&blob);
             if fs::hard_link(&from, &at).is_err() {
-                fs::copy(&from, &at).map_err(io(&at))?;
+                fs::copy(&from, &at).map_err(io_err(&at))?;
             }
-            {
-                // What the proxy protocol's `.info` says of a version; Go asks for it
-                // before the go.mod or zip of a version it was not given.
-                let info = at.with_extension("info");
+            // What the proxy protocol's `.info` says of a version (once for its zip and
+            // go.mod); Go asks for it before the go.mod or zip of a version it was not given.
+            let info = at.with_extension("info");
+            if !info.exists() {
                 fs::write(&info, format!("{{\"Version\":\"{}\"}}\n", req.version))
-                    .map_err(io(&info))?;
+                    .map_err(io_err(&info))?;
             }
         }
-        fs::create_dir_all(&dest).map_err(io(&dest))?;
+        fs::create_dir_all(&dest).map_err(io_err(&dest))?;
         Ok(Materialised::Tree(dest))
     }
 
@@ -345,6 +335,12 @@ impl Context<'_> {
                 step_error(self.resolved, step, msg)
             })
     }
+}
+
+/// The error for an I/O failure at `path`, for `map_err`.
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + use<> {
+    let path = path.to_path_buf();
+    move |source| BuildError::Io { path, source }
 }
 
 /// Quotes an environment value so systemd's `EnvironmentFile=` and a POSIX shell read back
@@ -605,10 +601,7 @@ impl Assembly<'_> {
         }
         if !executable.is_empty() {
             // The unpacked source is this build's private copy.
-            mark_executable(&dir, executable).map_err(|source| BuildError::Io {
-                path: dir.clone(),
-                source,
-            })?;
+            mark_executable(&dir, executable).map_err(io_err(&dir))?;
         }
         self.insert(path, Node::dir(0o755, owner.uid, owner.gid), origin)?;
         let recipe = &self.cx.resolved.recipe.name;
