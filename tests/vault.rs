@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 
 use common::World;
 use common::exoscale::rt;
-use common::vault::{Member, PLATFORM, dev_server, forge, project};
+use common::vault::{Member, PLATFORM, dev_server, forge, project, vault_dev_server};
 use forge_vault::{Secret, VaultClient};
 use serde_json::{Value, json};
 
@@ -849,6 +849,53 @@ fn readback_audit(c: &VaultClient, members: &[Member]) {
     let meta = std::fs::metadata(&log).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     assert!(meta.len() > 0);
+}
+
+/// The configuration stage against both servers the platform can run: HashiCorp Vault
+/// 1.10.3 (the platform's pin, built from source by the `local` variant) and OpenBao, each
+/// a dev server: one deploy, then an empty plan, then the readback of spec §5.3-5.8.
+#[test]
+fn configuration_against_vault_1_10_3_and_openbao() {
+    for server in ["vault", "openbao"] {
+        let w = World::new();
+        let dir = project(w.path(), &[], "");
+        let secrets = w.path().join("secrets");
+        let dev = w.path().join("dev");
+        let (_srv, addr) = match server {
+            "vault" => vault_dev_server(&dev),
+            _ => dev_server(&dev),
+        };
+        let rc = client(&addr, None, "root");
+        let health = rt().block_on(rc.read("sys/health")).unwrap().unwrap();
+        if server == "vault" {
+            assert_eq!(health["version"], "1.10.3", "{health}");
+        }
+        let f = || {
+            let mut c = forge(&w, &dir, &secrets);
+            c.env("VAULT_ADDR", &addr).env("VAULT_TOKEN", "root");
+            c
+        };
+        ok(f().args(["deploy", "--stage", "vault-config"]));
+        let o = run(f().args(["plan", "--stage", "vault-config", "--detailed-exitcode"]));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{server}: a second plan has changes"
+        );
+        readback_mounts(&rc);
+        readback_roles(&rc);
+        readback_kv(&rc);
+        readback_policies(&rc, &dir);
+        let a = rt().block_on(rc.read("sys/audit")).unwrap().unwrap();
+        assert_eq!(a["data"]["file/"]["type"], "file", "{server}: {a}");
+        let log = match server {
+            "vault" => dev.join("audit/audit.log"),
+            _ => dev.join("audit.log"),
+        };
+        let meta = std::fs::metadata(&log).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{server}");
+        assert!(meta.len() > 0, "{server}: nothing audited");
+    }
 }
 
 /// Bad input against a dev server: nothing listening, a conflicting mount, a token that

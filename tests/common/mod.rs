@@ -9,6 +9,7 @@
 )]
 
 pub mod exoscale;
+pub mod source_built;
 pub mod vault;
 
 use std::path::{Path, PathBuf};

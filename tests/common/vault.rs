@@ -50,8 +50,12 @@ impl Drop for Server {
 }
 
 fn spawn(args: &[&str], log: &Path) -> Server {
+    spawn_program(&bao(), args, log)
+}
+
+fn spawn_program(program: &Path, args: &[&str], log: &Path) -> Server {
     let out = std::fs::File::create(log).unwrap();
-    let child = Command::new(bao())
+    let child = Command::new(program)
         .args(args)
         .env_remove("VAULT_ADDR")
         .env_remove("BAO_ADDR")
@@ -105,6 +109,43 @@ pub fn dev_server(dir: &Path) -> (Server, String) {
         &dir.join("bao.log"),
     );
     wait_port(port, "bao dev server");
+    (s, format!("http://127.0.0.1:{port}"))
+}
+
+/// HashiCorp Vault 1.10.3, as the `local` variant builds it from source, as a dev server
+/// (in memory, plain HTTP on loopback, root token `root`). Vault enables audit devices
+/// through the API, where forge writes the file device at /var/log/vault/audit.log: the
+/// server runs in a mount namespace of its own (bubblewrap) where that directory is
+/// `dir/audit`, so the test never writes to the host's /var/log.
+pub fn vault_dev_server(dir: &Path) -> (Server, String) {
+    let vault = super::source_built::bin("vault", "usr/local/bin/vault");
+    let port = free_port();
+    let audit = dir.join("audit");
+    std::fs::create_dir_all(&audit).unwrap();
+    let listen = format!("-dev-listen-address=127.0.0.1:{port}");
+    let (vault, audit) = (vault.display().to_string(), audit.display().to_string());
+    let s = spawn_program(
+        Path::new("bwrap"),
+        &[
+            "--dev-bind",
+            "/",
+            "/",
+            "--tmpfs",
+            "/var/log",
+            "--bind",
+            &audit,
+            "/var/log/vault",
+            "--die-with-parent",
+            "--",
+            &vault,
+            "server",
+            "-dev",
+            "-dev-root-token-id=root",
+            &listen,
+        ],
+        &dir.join("vault.log"),
+    );
+    wait_port(port, "vault dev server");
     (s, format!("http://127.0.0.1:{port}"))
 }
 
