@@ -323,3 +323,124 @@ fn vault_ui_is_off() {
             .contains("ui                = false")
     );
 }
+
+/// The local variant carries the platform's pinned versions, built from source: each
+/// binary, run from the image's root file system (they are static), says so.
+#[test]
+fn the_local_images_carry_the_pinned_versions() {
+    let b = built();
+    let checks: [(&str, &str, &str, &str); 10] = [
+        (
+            "vault",
+            "usr/local/bin/vault",
+            "version",
+            "Vault v1.10.3 (af866591ee60485f05d6e32dd63dde93df686dfb)",
+        ),
+        (
+            "etcd",
+            "usr/local/bin/etcd",
+            "--version",
+            "etcd Version: 3.5.4\nGit SHA: 08407ff76\nGo Version: go1.18.2",
+        ),
+        (
+            "etcd",
+            "usr/local/bin/etcdctl",
+            "version",
+            "etcdctl version: 3.5.4",
+        ),
+        (
+            "etcd",
+            "usr/local/bin/etcdutl",
+            "version",
+            "etcdutl version: 3.5.4",
+        ),
+        (
+            "kube-controlplane",
+            "usr/local/bin/kube-apiserver",
+            "--version",
+            "Kubernetes v1.24.1",
+        ),
+        (
+            "kube-controlplane",
+            "usr/local/bin/kube-controller-manager",
+            "--version",
+            "Kubernetes v1.24.1",
+        ),
+        (
+            "kube-controlplane",
+            "usr/local/bin/kube-scheduler",
+            "--version",
+            "Kubernetes v1.24.1",
+        ),
+        (
+            "kube-node",
+            "usr/local/bin/kubelet",
+            "--version",
+            "Kubernetes v1.24.1",
+        ),
+        (
+            "kube-node",
+            "usr/local/bin/containerd",
+            "--version",
+            "containerd github.com/containerd/containerd v1.6.4 212e8b6fa2f44b9c21b2798135fc6fb7c53efc16",
+        ),
+        (
+            "kube-node",
+            "usr/local/bin/runc",
+            "--version",
+            "runc version 1.1.2\ncommit: a916309fff0f838eb94e928713dbc3c0d0ac7aa4",
+        ),
+    ];
+    for (image, bin, arg, expected) in checks {
+        let path = b.roots[image].path(bin);
+        let out = Command::new(&path).arg(arg).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.starts_with(expected),
+            "{image}: /{bin} {arg}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (code, kubectl) = sh(&format!(
+        "'{}' version --client -o json",
+        b.roots["kube-controlplane"]
+            .path("usr/local/bin/kubectl")
+            .display()
+    ));
+    assert_eq!(code, 0, "{kubectl}");
+    assert!(kubectl.contains("\"gitVersion\": \"v1.24.1\""), "{kubectl}");
+    // Every CNI plugin of the release tarball, built from 1.1.1.
+    let cni = b.roots["kube-node"].path("opt/cni/bin");
+    let mut plugins: Vec<String> = fs::read_dir(&cni)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    plugins.sort();
+    assert_eq!(
+        plugins,
+        [
+            "bandwidth",
+            "bridge",
+            "dhcp",
+            "firewall",
+            "host-device",
+            "host-local",
+            "ipvlan",
+            "loopback",
+            "macvlan",
+            "portmap",
+            "ptp",
+            "sbr",
+            "static",
+            "tuning",
+            "vlan",
+            "vrf"
+        ]
+    );
+    let (code, version) = sh(&format!(
+        "CNI_COMMAND=VERSION '{}' </dev/null; '{}' 2>&1 | head -1",
+        cni.join("bridge").display(),
+        cni.join("bridge").display()
+    ));
+    assert!(code == 0 && version.contains("v1.1.1"), "{version}");
+}

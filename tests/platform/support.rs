@@ -456,7 +456,7 @@ static BUILT: OnceLock<Result<Built, String>> = OnceLock::new();
 /// How many tests read the build: when the last of them is done, its images (about 9 GiB)
 /// are deleted, so the rest of a `cargo test` run has the disk back. A test run filtered
 /// to some of them leaves the images until the next run.
-const USERS: usize = 10;
+const USERS: usize = 11;
 static DONE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A test's use of the build; the last one to finish deletes it.
