@@ -489,26 +489,24 @@ fn etcd_3_5_4_cluster_and_kubernetes_1_24_1_control_plane_from_source_builds() {
     )
     .unwrap();
     let m = manifest.display().to_string();
-    let (ok, out) = kubectl_as(
-        &admin,
-        &["apply", "--server-side", "--field-manager=forge", "-f", &m],
-    );
-    assert!(ok, "{out}");
-    let (ok, cm) = kubectl_as(
-        &admin,
-        &[
-            "-n",
-            "forge-test",
-            "get",
-            "configmap",
-            "settings",
-            "-o",
-            "json",
-            "--show-managed-fields",
-        ],
-    );
-    assert!(ok, "{cm}");
-    let cm: Value = serde_json::from_str(&cm).unwrap();
+    let apply = || {
+        let (ok, out) = kubectl_as(
+            &admin,
+            &["apply", "--server-side", "--field-manager=forge", "-f", &m],
+        );
+        assert!(ok, "{out}");
+    };
+    let settings = || {
+        let args = ["-n", "forge-test", "get", "configmap", "settings"];
+        let (ok, cm) = kubectl_as(
+            &admin,
+            &[&args[..], &["-o", "json", "--show-managed-fields"]].concat(),
+        );
+        assert!(ok, "{cm}");
+        serde_json::from_str::<Value>(&cm).unwrap()
+    };
+    apply();
+    let cm = settings();
     assert_eq!(cm["data"]["greeting"], "hello from forge");
     let managers: Vec<&str> = cm["metadata"]["managedFields"]
         .as_array()
@@ -519,26 +517,11 @@ fn etcd_3_5_4_cluster_and_kubernetes_1_24_1_control_plane_from_source_builds() {
     assert_eq!(managers, ["forge"]);
     assert_eq!(cm["metadata"]["managedFields"][0]["operation"], "Apply");
     // Applying the same objects again changes nothing.
-    let rv = cm["metadata"]["resourceVersion"].clone();
-    let (ok, out) = kubectl_as(
-        &admin,
-        &["apply", "--server-side", "--field-manager=forge", "-f", &m],
+    apply();
+    assert_eq!(
+        settings()["metadata"]["resourceVersion"],
+        cm["metadata"]["resourceVersion"]
     );
-    assert!(ok, "{out}");
-    let (_, cm) = kubectl_as(
-        &admin,
-        &[
-            "-n",
-            "forge-test",
-            "get",
-            "configmap",
-            "settings",
-            "-o",
-            "json",
-        ],
-    );
-    let cm: Value = serde_json::from_str(&cm).unwrap();
-    assert_eq!(cm["metadata"]["resourceVersion"], rv);
 
     // The controller manager works: the Deployment gets its ReplicaSet and Pod; the
     // scheduler works: with no node, it reports the Pod unschedulable.
