@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use forge_project::Definitions;
-use forge_schema::contract::vault;
+use forge_schema::contract::{etcd, vault};
 use forge_schema::recipe::{Action, Content, Recipe};
 
 /// The recipes of `image`, from the repository's definitions.
@@ -125,5 +125,58 @@ fn the_vault_image_provides_what_the_deploy_stages_use() {
     let agent = file("/etc/vault/agent-conf.d/vault.hcl");
     for f in [vault::AGENT_ROLE_ID, vault::AGENT_INSTANCE_ID] {
         assert!(agent.contains(f), "the agent does not read {f}: {agent}");
+    }
+}
+
+#[test]
+fn the_etcd_image_provides_what_the_deploy_stages_use() {
+    let recipes = layers("etcd");
+    let files = files(&recipes);
+    let file = |path: &str| {
+        files
+            .iter()
+            .find(|(p, _)| normal(p) == path)
+            .map(|(_, t)| t.as_str())
+            .unwrap_or_else(|| panic!("no recipe of the etcd image writes {path}"))
+    };
+    let units = units(&recipes);
+    for unit in [etcd::UNIT, etcd::AGENT_UNIT] {
+        assert!(units.iter().any(|u| u == unit), "no unit {unit}: {units:?}");
+    }
+    let dirs: Vec<String> = dirs(&recipes).iter().map(|d| normal(d)).collect();
+    assert!(dirs.iter().any(|d| d == etcd::TLS_DIR), "{dirs:?}");
+    // Each file holds exactly the placeholders the contract says, so the user-data
+    // fills in every one and no other.
+    for (path, placeholders) in etcd::PLACEHOLDERS {
+        let text = file(path);
+        for p in *placeholders {
+            assert!(text.contains(p), "{path} does not hold {p}");
+        }
+    }
+    // The agent logs in with the ids the user-data writes and trusts the CA it writes.
+    let agent = file(etcd::AGENT_CONFIG);
+    for f in [etcd::AGENT_ROLE_ID, etcd::AGENT_INSTANCE_ID, etcd::VAULT_CA] {
+        assert!(agent.contains(f), "the agent does not read {f}: {agent}");
+    }
+    for f in ["ca.pem", "server.pem", "server.key"] {
+        let path = format!("{}/{f}", etcd::TLS_DIR);
+        assert!(agent.contains(&path), "the agent does not render {path}");
+    }
+    // The launcher and the wait helper are there; the health endpoint listens on the
+    // contract's port and path; etcd serves the contract's ports.
+    file(etcd::INIT);
+    file(etcd::WAIT_HTTP);
+    let nginx = file("/etc/nginx/sites-available/default");
+    assert!(
+        nginx.contains(&format!("listen {} ", etcd::HEALTH_PORT)),
+        "{nginx}"
+    );
+    assert!(
+        nginx.contains(&format!("location = {}", etcd::HEALTH_PATH)),
+        "{nginx}"
+    );
+    let env = file("/etc/etcd/base-environment");
+    for port in [etcd::CLIENT_PORT, etcd::PEER_PORT] {
+        assert!(env.contains(&format!(":{port}")), "{env}");
     }
 }

@@ -42,6 +42,11 @@ fn project(w: &World, emu: &Running, files: &forge_test_support::http::FileServe
         size: None,
     };
     let template = rt().block_on(c.register_template(&body)).unwrap().id;
+    let etcd_body = forge_exoscale::types::RegisterTemplate {
+        name: format!("{PLATFORM}-etcd"),
+        ..body
+    };
+    let etcd_template = rt().block_on(c.register_template(&etcd_body)).unwrap().id;
     let dir = w.path().join("project");
     std::fs::create_dir_all(dir.join("keys")).unwrap();
     std::fs::write(
@@ -59,8 +64,9 @@ fn project(w: &World, emu: &Running, files: &forge_test_support::http::FileServe
     std::fs::write(
         dir.join("lockfile.toml"),
         format!(
-            "version = 1\nsource-date-epoch = 315532800\nbuilder = \"forge/test\"\n\n[[template]]\nimage = \"vault\"\nzone = \"{ZONE}\"\nid = \"{template}\"\nname = \"{PLATFORM}-vault\"\noutput-sha256 = \"{}\"\nmd5 = \"{md5}\"\nboot-mode = \"legacy\"\n",
-            "0".repeat(64)
+            "version = 1\nsource-date-epoch = 315532800\nbuilder = \"forge/test\"\n\n[[template]]\nimage = \"vault\"\nzone = \"{ZONE}\"\nid = \"{template}\"\nname = \"{PLATFORM}-vault\"\noutput-sha256 = \"{}\"\nmd5 = \"{md5}\"\nboot-mode = \"legacy\"\n\n[[template]]\nimage = \"etcd\"\nzone = \"{ZONE}\"\nid = \"{etcd_template}\"\nname = \"{PLATFORM}-etcd\"\noutput-sha256 = \"{}\"\nmd5 = \"{md5}\"\nboot-mode = \"legacy\"\n",
+            "0".repeat(64),
+            "1".repeat(64)
         ),
     )
     .unwrap();
@@ -239,7 +245,7 @@ fn base_stage_apply_plan_drift_destroy() {
     ))
     .unwrap();
     let hosts = rt()
-        .block_on(forge_deploy::vault_hosts(&c, &platform))
+        .block_on(forge_deploy::pool_hosts(&c, &platform, "vault"))
         .unwrap();
     assert_eq!(hosts.members.len(), 3, "{hosts:?}");
     assert_eq!(hosts.eip, eip.ip.as_ref().map(|i| i.parse().unwrap()));
@@ -710,4 +716,161 @@ fn the_client_retries_reads_but_never_a_create_blindly() {
         c.stats().snapshot().get("POST /v2/security-group"),
         Some(&7)
     );
+}
+
+/// The etcd stage after the base stage: it refuses to run before the base stage and the
+/// Vault stage's root CA exist, plans and applies its nine resources using the base
+/// stage's groups and the Vault address without taking them over, and a destroy removes
+/// later stages first.
+#[test]
+fn etcd_stage_after_base_plan_deploy_destroy() {
+    use base64::Engine as _;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let w = World::new();
+    let emu = emulator("", 30);
+    let files = forge_test_support::http::FileServer::start().unwrap();
+    let dir = project(&w, &emu, &files);
+    let secrets = w.path().join("secrets");
+    let etcd = |args: &[&str]| {
+        let mut c = forge(&w, &emu, &dir);
+        c.env("FORGE_SECRETS_DIR", &secrets).args(args);
+        c
+    };
+
+    // Before the base stage: what to run first.
+    let o = run(&mut etcd(&["deploy", "--stage", "etcd"]));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("run `forge deploy --stage vault` first"),
+        "{err}"
+    );
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let ca = "-----BEGIN CERTIFICATE-----\nMIIBforgeTestRootCA\n-----END CERTIFICATE-----\n";
+    let ca_file = secrets.join("root-ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    std::fs::set_permissions(&ca_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = run(&mut etcd(&["deploy", "--stage", "etcd"]));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("stage etcd needs sg-operator, sg-vault-clients, eip-vault, ssh-management of stage base, which do not exist: run `forge deploy --stage base` first"),
+        "{err}"
+    );
+    assert_eq!(inventory(&emu).len(), 0, "a refused deploy made something");
+
+    let o = run(&mut etcd(&[
+        "plan",
+        "--stage",
+        "etcd",
+        "--detailed-exitcode",
+    ]));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("Plan: 9 to add, 0 to change, 0 to replace, 0 to destroy."),
+        "{text}"
+    );
+    assert!(
+        text.contains("+ instance-pool paas-test-etcd (pool-etcd)"),
+        "{text}"
+    );
+
+    ok(forge(&w, &emu, &dir).arg("deploy"));
+    let out = ok(&mut etcd(&["deploy", "--stage", "etcd", "--json"]));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["stage"], "etcd", "{report:#}");
+    assert_eq!(report["done"]["create"], 9, "{report:#}");
+    let o = run(&mut etcd(&[
+        "plan",
+        "--stage",
+        "etcd",
+        "--detailed-exitcode",
+    ]));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // The base stage still sees only its own resources.
+    assert_eq!(plan_exit(&w, &emu, &dir).0, 0);
+
+    let c = client(&emu);
+    let (pool, eips, groups) = rt().block_on(async {
+        let p = c
+            .list_instance_pools()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|p| p.name == "paas-test-etcd")
+            .unwrap();
+        (
+            c.get_instance_pool(&p.id).await.unwrap(),
+            c.list_elastic_ips().await.unwrap(),
+            c.list_security_groups().await.unwrap(),
+        )
+    });
+    assert_eq!(pool.size, Some(3));
+    assert_eq!(pool.labels["forge-stage"], "etcd");
+    assert_eq!(pool.public_ip_assignment.as_deref(), Some("inet4"));
+    let group_names: std::collections::BTreeSet<String> = pool
+        .security_groups
+        .iter()
+        .map(|r| groups.iter().find(|g| g.id == r.id).unwrap().name.clone())
+        .collect();
+    assert_eq!(
+        group_names,
+        ["paas-test-etcd-server", "paas-test-vault-clients"]
+            .map(String::from)
+            .into()
+    );
+    let eip = |key: &str| {
+        eips.iter()
+            .find(|e| e.labels.get("forge-resource").map(String::as_str) == Some(key))
+            .unwrap()
+    };
+    let etcd_eip = eip("eip-etcd");
+    let hc = etcd_eip.healthcheck.as_ref().unwrap();
+    assert_eq!(
+        (hc.mode.as_str(), hc.port, hc.uri.as_deref()),
+        ("http", 2378, Some("/healthz"))
+    );
+    let ud = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(pool.user_data.clone().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let vault_ip = eip("eip-vault").ip.clone().unwrap();
+    assert!(
+        ud.contains(&format!("s|VAULT_ADDRESS|https://{vault_ip}:8200|g")),
+        "{ud}"
+    );
+    assert!(
+        ud.contains(&format!(
+            "s|CLUSTER_EIP_ADDRESS|{}|g",
+            etcd_eip.ip.clone().unwrap()
+        )),
+        "{ud}"
+    );
+    assert!(ud.contains(&base64::engine::general_purpose::STANDARD.encode(ca)));
+    let server = groups
+        .iter()
+        .find(|g| g.name == "paas-test-etcd-server")
+        .unwrap();
+    assert_eq!(server.rules.len(), 4, "{:?}", server.rules);
+
+    // Destroying the etcd stage leaves the base stage; destroying the base stage takes
+    // the etcd stage with it, first.
+    ok(&mut etcd(&["destroy", "--stage", "etcd", "--yes"]));
+    assert_eq!(plan_exit(&w, &emu, &dir).0, 0);
+    assert_converged(&emu);
+    ok(&mut etcd(&["deploy", "--stage", "etcd"]));
+    let out = ok(&mut etcd(&["destroy", "--yes"]));
+    let _ = out;
+    let left = inventory(&emu);
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

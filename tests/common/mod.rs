@@ -8,6 +8,7 @@
     clippy::print_stderr
 )]
 
+pub mod cluster;
 pub mod exoscale;
 pub mod source_built;
 pub mod vault;

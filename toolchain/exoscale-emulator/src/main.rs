@@ -37,6 +37,19 @@ struct Args {
     /// Retry-After seconds sent with injected 429 answers.
     #[arg(long, default_value_t = 1)]
     retry_after: u64,
+    /// The /24 instances' public addresses come from, as its first three octets
+    /// (`127.0.1`), instead of the documentation ranges.
+    #[arg(long, value_name = "A.B.C", value_parser = parse_network)]
+    instance_network: Option<[u8; 3]>,
+}
+
+fn parse_network(s: &str) -> Result<[u8; 3], String> {
+    let parts: Vec<u8> = s
+        .split('.')
+        .map(|p| p.parse::<u8>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("`{s}`: {e}"))?;
+    <[u8; 3]>::try_from(parts).map_err(|_| format!("`{s}`: expected three octets, as 127.0.1"))
 }
 
 fn main() -> std::process::ExitCode {
@@ -59,6 +72,7 @@ fn main() -> std::process::ExitCode {
         operation_delay: Duration::from_millis(args.operation_delay_ms),
         default_zone: args.zone,
         retry_after_secs: args.retry_after,
+        instance_network: args.instance_network,
     };
     let running = match exoscale_emulator::spawn(config, args.listen) {
         Ok(r) => r,

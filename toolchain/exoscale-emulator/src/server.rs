@@ -33,6 +33,10 @@ pub struct Config {
     pub default_zone: String,
     /// `Retry-After` seconds sent with injected 429s.
     pub retry_after_secs: u64,
+    /// The /24 instances' public addresses come from (its first three octets), instead of
+    /// the documentation ranges: `127.0.1` lets a test run real servers at the instances'
+    /// addresses on loopback.
+    pub instance_network: Option<[u8; 3]>,
 }
 
 impl Config {
@@ -45,6 +49,7 @@ impl Config {
             operation_delay: Duration::from_millis(500),
             default_zone: "ch-gva-2".into(),
             retry_after_secs: 1,
+            instance_network: None,
         }
     }
 }
@@ -293,6 +298,7 @@ impl App {
                 op_delay_ms: self.config.operation_delay.as_millis() as u64,
                 new_id: &mut new_id,
                 random_letters: &mut letters,
+                instance_network: self.config.instance_network,
             };
             match handlers::dispatch(&operation, &mut working, &mut ctx) {
                 Ok(mut outcome) if mutating && fail_op => {

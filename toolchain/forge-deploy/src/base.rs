@@ -12,11 +12,10 @@ use forge_exoscale::types::ElasticIpHealthcheck;
 use forge_schema::platform::Platform;
 
 use crate::error::DeployError;
-use crate::execute::USER_DATA_LIMIT;
 use crate::observe::Scope;
+use crate::pools::{MemberPool, labels};
 use crate::resource::{
-    AntiAffinityGroup, Desired, ElasticIp, InstancePool, Kind, LABEL_LOCKFILE, Labels, Ref, Rule,
-    SecurityGroup, Spec, SshKey, Template, UserData,
+    AntiAffinityGroup, Desired, ElasticIp, Kind, Ref, Rule, SecurityGroup, Spec, SshKey, Template,
 };
 use forge_schema::contract::vault as vault_image;
 
@@ -38,6 +37,7 @@ pub const SCOPE: Scope = Scope {
     anti_affinity_groups: &["vault"],
     ssh_keys: &["management"],
     adopt_pools: &["vault"],
+    uses: &[],
 };
 
 /// What the base stage needs besides platform.toml.
@@ -97,11 +97,6 @@ runcmd:\n\
 pub fn desired(i: &BaseInputs) -> Result<Vec<Desired>, DeployError> {
     let p = i.platform;
     let n = |s: &str| format!("{}-{s}", p.name);
-    let labels = |key: &str| {
-        let mut l = Labels::forge(&p.name, STAGE, key);
-        l.0.insert(LABEL_LOCKFILE.into(), i.lockfile_label.clone());
-        l
-    };
     let mut out = Vec::new();
     let mut push = |key: &str, spec: Spec| {
         out.push(Desired {
@@ -206,81 +201,30 @@ pub fn desired(i: &BaseInputs) -> Result<Vec<Desired>, DeployError> {
                 tls_sni: Some(n("vault")),
                 tls_skip_verify: Some(true),
             }),
-            labels: labels("eip-vault"),
+            labels: labels(&p.name, STAGE, "eip-vault", &i.lockfile_label),
         }),
     );
 
-    let type_id = i
-        .instance_types
-        .get(&p.vault.instance_type)
-        .ok_or_else(|| {
-            DeployError::Input(format!(
-                "instance type `{}` (platform.toml [vault]) is not offered in {}",
-                p.vault.instance_type, p.zone
-            ))
-        })?;
-    let user_data = vault_user_data(p);
-    check_user_data(&pool_name(p, "vault"), &user_data)?;
-    let mut anti_affinity_groups = BTreeSet::new();
-    if p.vault.anti_affinity {
-        anti_affinity_groups.insert(Ref::key("aag-vault"));
-    }
-    push(
-        "pool-vault",
-        Spec::InstancePool(InstancePool {
-            name: n("vault"),
-            description: Some(format!("Hashicorp Vault ({})", n("vault"))),
-            size: i64::from(p.vault.size),
-            instance_type: Some(type_id.clone()),
-            template: Some(i.vault_template.clone()),
-            disk_size: Some(i64::from(p.vault.disk_size)),
-            instance_prefix: Some(n("vault")),
-            public_ip_assignment: Some("dual".into()),
-            anti_affinity_groups,
-            elastic_ips: BTreeSet::from([Ref::key("eip-vault")]),
-            private_networks: BTreeSet::new(),
-            security_groups: BTreeSet::from([Ref::key("sg-vault-server")]),
-            ssh_key: i
-                .ssh_public_key
-                .as_ref()
-                .map(|_| Ref::key("ssh-management")),
-            user_data: Some(UserData(user_data)),
-            labels: labels("pool-vault"),
-        }),
-    );
+    let pool = MemberPool {
+        platform: p,
+        stage: STAGE,
+        role: "vault",
+        description: format!("Hashicorp Vault ({})", n("vault")),
+        pool: &p.vault,
+        section: "[vault]",
+        template: i.vault_template.clone(),
+        instance_types: i.instance_types,
+        security_groups: BTreeSet::from([Ref::key("sg-vault-server")]),
+        elastic_ips: BTreeSet::from([Ref::key("eip-vault")]),
+        anti_affinity: p.vault.anti_affinity.then(|| Ref::key("aag-vault")),
+        ssh_key: i
+            .ssh_public_key
+            .as_ref()
+            .map(|_| Ref::key("ssh-management")),
+        ipv6: true,
+        user_data: vault_user_data(p),
+        lockfile_label: &i.lockfile_label,
+    };
+    out.push(pool.desired()?);
     Ok(out)
-}
-
-fn pool_name(p: &Platform, role: &str) -> String {
-    format!("{}-{role}", p.name)
-}
-
-/// Refuses user-data over the API's limit once base64-encoded (placeholders for addresses
-/// not known yet are longer than the addresses, so the check errs on the safe side).
-pub fn check_user_data(pool: &str, text: &str) -> Result<(), DeployError> {
-    let encoded = text.len().div_ceil(3) * 4;
-    if encoded > USER_DATA_LIMIT {
-        return Err(DeployError::Input(format!(
-            "the user-data of pool {pool} is {encoded} characters in base64, over Exoscale's limit of {USER_DATA_LIMIT}"
-        )));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_data_limit() {
-        assert!(check_user_data("p", &"x".repeat(24_576)).is_ok());
-        let e = check_user_data("p", &"x".repeat(24_577))
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(
-            e.contains("32772 characters in base64, over Exoscale's limit of 32768"),
-            "{e}"
-        );
-    }
 }

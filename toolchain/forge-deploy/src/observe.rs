@@ -27,12 +27,28 @@ pub struct Scope {
     /// Unlabelled pools of these names are adopted (a pool made by hand, or by the
     /// original's Terraform).
     pub adopt_pools: &'static [&'static str],
+    /// Keys of earlier stages' resources this stage refers to (`sg-vault-clients`,
+    /// `eip-vault`): read for their ids and attributes only, never changed or deleted.
+    pub uses: &'static [&'static str],
 }
 
 impl Scope {
     fn reads(&self, kind: Kind) -> bool {
-        self.kinds.contains(&kind)
+        self.kinds.contains(&kind) || self.uses.iter().any(|k| used_kind(k) == Some(kind))
     }
+}
+
+/// The kind of a used key, by its prefix: only security groups, elastic IPs and SSH keys
+/// can be used across stages.
+fn used_kind(key: &str) -> Option<Kind> {
+    [
+        ("sg-", Kind::SecurityGroup),
+        ("eip-", Kind::ElasticIp),
+        ("ssh-", Kind::SshKey),
+    ]
+    .into_iter()
+    .find(|(prefix, _)| key.starts_with(prefix))
+    .map(|(_, k)| k)
 }
 
 /// What exists.
@@ -159,6 +175,24 @@ impl Reader<'_> {
         ours.then(|| labels.get(LABEL_RESOURCE).cloned()).flatten()
     }
 
+    /// The suffixes of the used keys of one prefix (`sg-`).
+    fn used(&self, prefix: &str) -> Vec<&'static str> {
+        self.scope
+            .uses
+            .iter()
+            .filter_map(|k| k.strip_prefix(prefix))
+            .collect()
+    }
+
+    /// The key of a resource of another stage of this platform that this stage uses.
+    fn used_labelled(&self, labels: &ApiLabels) -> Option<String> {
+        let key = labels.get(LABEL_RESOURCE)?;
+        let ours = labels.get(LABEL_PLATFORM).map(String::as_str) == Some(self.platform)
+            && labels.get(LABEL_STAGE).map(String::as_str) != Some(self.scope.stage)
+            && self.scope.uses.contains(&key.as_str());
+        ours.then(|| key.clone())
+    }
+
     /// Records the id of `key`; with duplicates, the first one found is kept (its id and
     /// attributes are the ones references resolve to). Whether this one is kept.
     fn found(&mut self, key: &str, id: &str) -> bool {
@@ -185,6 +219,10 @@ impl Reader<'_> {
 
     fn ssh_keys(&mut self, keys: Vec<forge_exoscale::types::SshKey>) {
         for k in keys {
+            if let Some(suffix) = self.owned(&k.name, &self.used("ssh-")) {
+                self.found(&format!("ssh-{suffix}"), &k.name);
+                continue;
+            }
             if let Some(suffix) = self.owned(&k.name, self.scope.ssh_keys) {
                 let key = format!("ssh-{suffix}");
                 self.found(&key, &k.name);
@@ -223,6 +261,10 @@ impl Reader<'_> {
     ) -> Vec<(String, forge_exoscale::types::SecurityGroup)> {
         let mut owned = Vec::new();
         for g in groups {
+            if let Some(suffix) = self.owned(&g.name, &self.used("sg-")) {
+                self.found(&format!("sg-{suffix}"), &g.id);
+                continue;
+            }
             if let Some(suffix) = self.owned(&g.name, self.scope.security_groups) {
                 let key = format!("sg-{suffix}");
                 self.found(&key, &g.id);
@@ -254,6 +296,12 @@ impl Reader<'_> {
 
     fn elastic_ips(&mut self, eips: Vec<forge_exoscale::types::ElasticIp>) {
         for e in eips {
+            if let Some(key) = self.used_labelled(&e.labels) {
+                if self.found(&key, &e.id) {
+                    self.ip(&key, e.ip.as_ref());
+                }
+                continue;
+            }
             let Some(key) = self.labelled(&e.labels) else {
                 continue;
             };
@@ -456,13 +504,15 @@ pub async fn read(
         }
     }
     for (key, p) in pools {
-        let ssh_key = p
-            .ssh_key
-            .as_ref()
-            .map(|k| match r.owned(&k.name, scope.ssh_keys) {
+        let ssh_key = p.ssh_key.as_ref().map(|k| {
+            match r
+                .owned(&k.name, scope.ssh_keys)
+                .or_else(|| r.owned(&k.name, &r.used("ssh-")))
+            {
                 Some(s) => Ref::Key(format!("ssh-{s}")),
                 None => Ref::Foreign(k.name.clone()),
-            });
+            }
+        });
         let id = p.id.clone();
         r.push(key, id, Spec::InstancePool(pool(p, &keys, ssh_key)));
     }

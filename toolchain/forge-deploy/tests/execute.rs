@@ -31,6 +31,7 @@ const SCOPE: Scope = Scope {
     anti_affinity_groups: &[],
     ssh_keys: &[],
     adopt_pools: &[],
+    uses: &[],
 };
 
 struct World {

@@ -45,3 +45,52 @@ pub mod vault {
     pub const AGENT_ROLE_ID: &str = "/etc/vault/agent-conf.d/.role_id";
     pub const AGENT_INSTANCE_ID: &str = "/etc/vault/agent-conf.d/.instance_id";
 }
+
+/// The `etcd` image (recipes `etcd`, `etcd-member`, `etcd-healthcheck`, `wait-http`).
+pub mod etcd {
+    /// Whom forge reaches the members over SSH as.
+    pub const SSH_USER: &str = super::DEFAULT_USER;
+    /// etcd's client and peer ports.
+    pub const CLIENT_PORT: u16 = 2379;
+    pub const PEER_PORT: u16 = 2380;
+    /// The plain-HTTP health endpoint the elastic IP checks (nginx, spec §3.0.6).
+    pub const HEALTH_PORT: u16 = 2378;
+    pub const HEALTH_PATH: &str = "/healthz";
+    /// Where the agent reads the CA it trusts Vault's certificate with (user-data writes
+    /// the Platform Root CA there).
+    pub const VAULT_CA: &str = "/etc/vault/tls/ca.pem";
+    /// The agent's login: the role id and the instance id user-data writes, read by the
+    /// agent's configuration.
+    pub const AGENT_CONFIG: &str = "/etc/etcd/vault.hcl";
+    pub const AGENT_ROLE_ID: &str = "/etc/etcd/.role_id";
+    pub const AGENT_INSTANCE_ID: &str = "/etc/etcd/.instance_id";
+    /// The files whose placeholders the first boot fills in, with the placeholders each
+    /// holds.
+    pub const PLACEHOLDERS: &[(&str, &[&str])] = &[
+        (
+            AGENT_CONFIG,
+            &[
+                "VAULT_ADDRESS",
+                "CLUSTER_NAME",
+                "CLUSTER_MEMBER_NAME",
+                "CLUSTER_DOMAIN_NAME",
+                "CLUSTER_EIP_ADDRESS",
+                "CLUSTER_MEMBER_ADDRESS",
+                "EXOSCALE_INSTANCEPOOL_NAME",
+                "EXOSCALE_CLUSTER_ZONE",
+            ],
+        ),
+        ("/etc/etcd/base-environment", &["CLUSTER_MEMBER_ADDRESS"]),
+        ("/etc/default/etcdctl", &["CLUSTER_MEMBER_ADDRESS"]),
+    ];
+    /// The bounded wait for an HTTP endpoint (`wait-http URL --timeout S --insecure`).
+    pub const WAIT_HTTP: &str = "/usr/local/bin/wait-http";
+    /// The first-boot launcher: starts the agent, waits for its files, creates or joins
+    /// the cluster, starts etcd.
+    pub const INIT: &str = "/usr/local/bin/exoscale-etcd-init";
+    /// The unit of etcd, and of the agent that renders its certificates.
+    pub const UNIT: &str = "etcd.service";
+    pub const AGENT_UNIT: &str = "etcd-vault-agent.service";
+    /// The files the agent renders, as etcd reads them.
+    pub const TLS_DIR: &str = "/etc/etcd/tls";
+}

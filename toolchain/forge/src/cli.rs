@@ -81,7 +81,7 @@ pub enum Command {
     Plan(PlanArgs),
     /// Create or update the platform's cloud resources from the lockfile.
     Deploy(DeployArgs),
-    /// Remove every cloud resource of the platform.
+    /// Remove the cloud resources of a stage and of every later one (default: all).
     Destroy(DestroyArgs),
     /// Upload built images to SOS and register them as Exoscale templates.
     Publish(PublishArgs),
@@ -93,6 +93,9 @@ pub enum StageArg {
     /// Security groups, the Vault anti-affinity group, elastic IP and instance pool, the
     /// SSH key (spec §4.1).
     Base,
+    /// The etcd groups, elastic IP and 3-member pool (spec §4.3.2); needs the base and
+    /// Vault stages (its members log in to Vault).
+    Etcd,
     /// The Vault cluster: root CA and TLS bootstrap of each `[[vault.member]]`, init,
     /// unseal, raft join (spec §6.2-6.4), then its configuration (`vault-config`).
     Vault,
@@ -101,10 +104,19 @@ pub enum StageArg {
 }
 
 impl StageArg {
+    /// The cloud stage, for the stages of cloud resources.
+    pub fn cloud(self) -> Option<forge_deploy::Stage> {
+        match self {
+            StageArg::Base => Some(forge_deploy::Stage::Base),
+            StageArg::Etcd => Some(forge_deploy::Stage::Etcd),
+            StageArg::Vault | StageArg::VaultConfig => None,
+        }
+    }
+
     /// `Some(with_lifecycle)` for the Vault stages.
     pub fn vault(self) -> Option<bool> {
         match self {
-            StageArg::Base => None,
+            StageArg::Base | StageArg::Etcd => None,
             StageArg::Vault => Some(true),
             StageArg::VaultConfig => Some(false),
         }
@@ -155,6 +167,10 @@ pub struct DeployArgs {
     /// Plan-and-apply rounds before giving up (each round re-reads what exists).
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub max_rounds: u32,
+    /// etcd stage: seconds to wait for the cluster to match the pool (every instance a
+    /// healthy member, one leader); 0 checks once and only warns.
+    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    pub wait_timeout: u64,
 }
 
 #[derive(Debug, Args)]

@@ -31,6 +31,9 @@ pub const VAULT_ADDR: &str = "VAULT_ADDR";
 pub const FORGE_SSH_IDENTITY: &str = "FORGE_SSH_IDENTITY";
 pub const VAULT_CACERT: &str = "VAULT_CACERT";
 pub const VAULT_TOKEN: &str = "VAULT_TOKEN";
+pub const ETCDCTL_CACERT: &str = "ETCDCTL_CACERT";
+pub const ETCDCTL_CERT: &str = "ETCDCTL_CERT";
+pub const ETCDCTL_KEY: &str = "ETCDCTL_KEY";
 pub const EXOSCALE_ZONE: &str = "EXOSCALE_ZONE";
 pub const PATH: &str = "PATH";
 pub const TMPDIR: &str = "TMPDIR";
@@ -113,6 +116,18 @@ pub const ALL: &[EnvVar] = &[
     EnvVar {
         name: VAULT_TOKEN,
         description: "Token for `--stage vault-config`. Default: forge's token, else the root token, from the secrets directory.",
+    },
+    EnvVar {
+        name: ETCDCTL_CACERT,
+        description: "etcd stage: PEM file of the etcd CA, as etcdctl reads it. With `ETCDCTL_CERT` and `ETCDCTL_KEY`, forge checks the cluster against the pool after `deploy --stage etcd` and in `plan --stage etcd`.",
+    },
+    EnvVar {
+        name: ETCDCTL_CERT,
+        description: "etcd stage: PEM file of a client certificate of the etcd CA (as etcdctl).",
+    },
+    EnvVar {
+        name: ETCDCTL_KEY,
+        description: "etcd stage: PEM file of that certificate's key (as etcdctl; never printed).",
     },
     EnvVar {
         name: "EXOSCALE_API_KEY",

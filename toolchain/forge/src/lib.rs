@@ -4,6 +4,7 @@
 //! `plan --detailed-exitcode`, changes).
 
 pub mod cli;
+mod cluster;
 mod commands;
 pub mod env;
 pub mod exit;

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use forge_deploy::{ApplyReport, Event, Reporter};
+use forge_deploy::{ApplyReport, Event, Purpose, Reporter, Stage, StageRequest};
 use forge_exoscale::Client;
 use forge_project::{LockState, Locked, Project};
 use forge_schema::platform::Platform;
@@ -28,6 +28,52 @@ pub fn locked_project(g: &Globals, lock: Option<&Path>) -> Result<Project<Locked
     Ok(project.locked(
         "a deploy works from the lockfile: run `forge build images` and `forge publish`, or pass --lock FILE",
     )?)
+}
+
+/// A cloud stage's inputs; the root CA comes from the secrets directory (the stages whose
+/// members log in to Vault write it into their user-data). For a plan, the warnings say
+/// what shows as unknown.
+pub fn stage_request(
+    g: &Globals,
+    project: &Project<Locked>,
+    args: &TargetArgs,
+    stage: Stage,
+    purpose: Purpose,
+) -> Result<(StageRequest, Vec<String>)> {
+    let root_ca = if stage == Stage::Base || purpose == Purpose::Destroy {
+        None
+    } else {
+        root_ca_pem(g, project, args)?
+    };
+    Ok(StageRequest::from_project(
+        project, stage, purpose, root_ca,
+    )?)
+}
+
+/// The Platform Root CA the Vault stage keeps in the secrets directory, if it has run.
+fn root_ca_pem(
+    g: &Globals,
+    project: &Project<Locked>,
+    args: &TargetArgs,
+) -> Result<Option<String>> {
+    let platform = project.platform()?;
+    let settings = VaultSettings::resolve(
+        args.secrets_dir.as_deref(),
+        &g.env,
+        project.root(),
+        platform,
+    )?;
+    if !settings.secrets_dir.exists() {
+        return Ok(None);
+    }
+    let secrets = SecretsDir::open(
+        &settings.secrets_dir,
+        platform.secrets.age_recipient.as_deref(),
+        settings.age_identity.as_deref(),
+    )?;
+    Ok(secrets
+        .read(forge_vault::lifecycle::ROOT_CA_CERT)?
+        .map(|s| s.expose().to_string()))
 }
 
 /// The Exoscale client of the platform's zone.
@@ -113,7 +159,7 @@ impl VaultTarget {
             Some((_, client)) if platform.vault_cluster.members.is_empty() => {
                 let hosts = g
                     .runtime()?
-                    .block_on(forge_deploy::vault_hosts(client, platform))?;
+                    .block_on(forge_deploy::pool_hosts(client, platform, "vault"))?;
                 let members = hosts
                     .members
                     .iter()
@@ -149,19 +195,34 @@ impl VaultTarget {
     }
 }
 
-/// The last line (or JSON) of a deploy or destroy of the base stage.
+/// What a deploy or destroy of a cloud stage did.
+pub struct StageDone {
+    pub stage: Stage,
+    pub report: ApplyReport,
+    /// The etcd stage's cluster check, when it ran.
+    pub cluster: Option<serde_json::Value>,
+}
+
+/// The last line (or JSON) of a deploy or destroy of a cloud stage.
 pub fn finish(
     g: &Globals,
     verb: &str,
     p: &Platform,
-    report: &ApplyReport,
+    done: &StageDone,
     client: &Client,
     started: Instant,
 ) {
+    let StageDone {
+        stage,
+        report,
+        cluster,
+    } = done;
     let calls = client.stats().snapshot();
     let total: u64 = calls.values().sum();
     if g.printer.json() {
         g.printer.print_json(&json!({
+            "cluster": cluster,
+            "stage": stage,
             "platform": p.name,
             "zone": p.zone,
             "rounds": report.rounds,
@@ -185,7 +246,7 @@ pub fn finish(
         g.printer.status(
             verb,
             &format!(
-                "platform {} in {}: {done} in {:.1}s ({} round(s), {total} API calls)",
+                "stage {stage} of platform {} in {}: {done} in {:.1}s ({} round(s), {total} API calls)",
                 p.name,
                 p.zone,
                 started.elapsed().as_secs_f64(),

@@ -62,6 +62,8 @@ pub struct Ctx<'a> {
     pub op_delay_ms: u64,
     pub new_id: &'a mut dyn FnMut() -> String,
     pub random_letters: &'a mut dyn FnMut(usize) -> String,
+    /// [`crate::Config::instance_network`].
+    pub instance_network: Option<[u8; 3]>,
 }
 
 impl Ctx<'_> {
@@ -317,7 +319,13 @@ fn resize_pool(
     }
     for _ in members.len()..want {
         let id = (ctx.new_id)();
-        let ip = instance_ip(state.next_instance_ip).to_string();
+        let ip = match ctx.instance_network {
+            Some([a, b, c]) => {
+                std::net::Ipv4Addr::new(a, b, c, (state.next_instance_ip % 254 + 1) as u8)
+            }
+            None => instance_ip(state.next_instance_ip),
+        }
+        .to_string();
         state.next_instance_ip += 1;
         let prefix = pool["instance-prefix"].as_str().unwrap_or("pool");
         let name = format!("{prefix}-{}-{}", &pool_id[..5], (ctx.random_letters)(5));

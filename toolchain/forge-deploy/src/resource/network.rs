@@ -159,12 +159,22 @@ pub struct Rule {
 impl Rule {
     /// An ingress TCP rule on `group` from `peer` (a group key) for one port.
     pub fn tcp_from(group: &str, port: u16, peer: &str, description: &str) -> Rule {
+        Rule::tcp_range_from(group, (port, port), peer, description)
+    }
+
+    /// An ingress TCP rule on `group` from `peer` (a group key) for a port range.
+    pub fn tcp_range_from(
+        group: &str,
+        (start, end): (u16, u16),
+        peer: &str,
+        description: &str,
+    ) -> Rule {
         Rule {
             group: Ref::key(group),
             direction: Direction::Ingress,
             protocol: Protocol::Tcp,
-            start_port: Some(port),
-            end_port: Some(port),
+            start_port: Some(start),
+            end_port: Some(end),
             peer: Peer::Group(Ref::key(peer)),
             description: Some(description.to_string()),
         }

@@ -4,26 +4,28 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use forge_deploy::{ApplyOptions, BaseRequest, Purpose};
+use forge_deploy::{ApplyOptions, Purpose, Stage};
 use forge_vault::stage;
 
 use crate::cli::{DeployArgs, StageArg};
 use crate::printer::Verbosity;
 use crate::settings::{Globals, apply_jobs};
-use crate::target::{VaultTarget, cloud, finish, locked_project, reporter, vault_json};
+use crate::target::{
+    StageDone, VaultTarget, cloud, finish, locked_project, reporter, stage_request, vault_json,
+};
 
 pub fn run(g: &Globals, args: &DeployArgs) -> Result<()> {
-    match args.target.stage.vault() {
-        None => base(g, args),
-        Some(lifecycle) => vault(g, args, lifecycle),
+    match (args.target.stage.cloud(), args.target.stage.vault()) {
+        (Some(stage), _) => cloud_stage(g, args, stage),
+        (None, lifecycle) => vault(g, args, lifecycle.unwrap_or(true)),
     }
 }
 
-fn base(g: &Globals, args: &DeployArgs) -> Result<()> {
+fn cloud_stage(g: &Globals, args: &DeployArgs, stage: Stage) -> Result<()> {
     let started = Instant::now();
     let project = locked_project(g, args.target.lock.as_deref())?;
     let (_, client) = cloud(g, &project)?;
-    let (req, _) = BaseRequest::from_project(&project, Purpose::Deploy)?;
+    let (req, _) = stage_request(g, &project, &args.target, stage, Purpose::Deploy)?;
     let opts = ApplyOptions {
         jobs: apply_jobs(args.jobs),
         max_rounds: args.max_rounds,
@@ -32,7 +34,29 @@ fn base(g: &Globals, args: &DeployArgs) -> Result<()> {
     let report = g
         .runtime()?
         .block_on(forge_deploy::apply(&client, &req, false, &opts))?;
-    finish(g, "Deployed", &req.platform, &report, &client, started);
+    // The etcd stage is done when the cluster is its pool, not when the pool exists.
+    let cluster = match stage {
+        Stage::Etcd => match crate::cluster::identity(g)? {
+            Some(id) => Some(crate::cluster::converge(
+                g,
+                &client,
+                &req.platform,
+                &id,
+                std::time::Duration::from_secs(args.wait_timeout),
+            )?),
+            None => {
+                g.printer.warn(crate::cluster::NOT_CHECKED);
+                None
+            }
+        },
+        Stage::Base => None,
+    };
+    let done = StageDone {
+        stage,
+        report,
+        cluster,
+    };
+    finish(g, "Deployed", &req.platform, &done, &client, started);
     Ok(())
 }
 
