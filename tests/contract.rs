@@ -68,17 +68,20 @@ fn normal(p: &str) -> String {
     format!("/{}", p.trim_start_matches('/'))
 }
 
+/// The text of `path` among `files` (of `image`'s recipes); a test failure if none writes it.
+fn file_of<'a>(files: &'a [(String, String)], image: &str, path: &str) -> &'a str {
+    files
+        .iter()
+        .find(|(p, _)| normal(p) == path)
+        .map(|(_, t)| t.as_str())
+        .unwrap_or_else(|| panic!("no recipe of the {image} image writes {path}"))
+}
+
 #[test]
 fn the_vault_image_provides_what_the_deploy_stages_use() {
     let recipes = layers("vault");
     let files = files(&recipes);
-    let file = |path: &str| {
-        files
-            .iter()
-            .find(|(p, _)| normal(p) == path)
-            .map(|(_, t)| t.as_str())
-            .unwrap_or_else(|| panic!("no recipe of the vault image writes {path}"))
-    };
+    let file = |path: &str| file_of(&files, "vault", path);
     let units = units(&recipes);
     for unit in [vault::SERVER_UNIT, vault::AGENT_UNIT] {
         assert!(units.iter().any(|u| u == unit), "no unit {unit}: {units:?}");
@@ -132,13 +135,7 @@ fn the_vault_image_provides_what_the_deploy_stages_use() {
 fn the_etcd_image_provides_what_the_deploy_stages_use() {
     let recipes = layers("etcd");
     let files = files(&recipes);
-    let file = |path: &str| {
-        files
-            .iter()
-            .find(|(p, _)| normal(p) == path)
-            .map(|(_, t)| t.as_str())
-            .unwrap_or_else(|| panic!("no recipe of the etcd image writes {path}"))
-    };
+    let file = |path: &str| file_of(&files, "etcd", path);
     let units = units(&recipes);
     for unit in [etcd::UNIT, etcd::AGENT_UNIT] {
         assert!(units.iter().any(|u| u == unit), "no unit {unit}: {units:?}");

@@ -13,9 +13,9 @@ use forge_schema::platform::Platform;
 
 use crate::error::DeployError;
 use crate::observe::Scope;
-use crate::pools::{MemberPool, labels};
+use crate::pools::{MemberPool, elastic_ip, health_check, security_group};
 use crate::resource::{
-    AntiAffinityGroup, Desired, ElasticIp, Kind, Ref, Rule, SecurityGroup, Spec, SshKey, Template,
+    AntiAffinityGroup, Desired, Kind, Ref, Rule, SecurityGroup, Spec, SshKey, Template,
 };
 use forge_schema::contract::vault as vault_image;
 
@@ -134,14 +134,8 @@ pub fn desired(i: &BaseInputs) -> Result<Vec<Desired>, DeployError> {
         ("sg-vault-server", "vault-server", "servers"),
         ("sg-vault-clients", "vault-clients", "clients"),
     ] {
-        push(
-            key,
-            Spec::SecurityGroup(SecurityGroup {
-                name: n(suffix),
-                description: Some(format!("Hashicorp Vault {what} ({})", n("vault"))),
-                external_sources: BTreeSet::new(),
-            }),
-        );
+        let description = format!("Hashicorp Vault {what} ({})", n("vault"));
+        push(key, security_group(p, suffix, description));
     }
 
     // Spec §4.1.3, all ingress TCP on <P>-vault-server.
@@ -185,25 +179,19 @@ pub fn desired(i: &BaseInputs) -> Result<Vec<Desired>, DeployError> {
     // Only the active, unsealed member answers 200 on /v1/sys/health, so the address follows
     // the leader. The health checker cannot be given the platform CA, hence skip-verify;
     // SNI still selects the cluster name.
-    push(
-        "eip-vault",
-        Spec::ElasticIp(ElasticIp {
-            name: n("vault"),
-            description: Some(format!("Hashicorp Vault API endpoint {}", n("vault"))),
-            healthcheck: Some(ElasticIpHealthcheck {
-                mode: "https".into(),
-                port: i64::from(vault_image::API_PORT),
-                uri: Some(vault_image::HEALTH_PATH.into()),
-                interval: Some(5),
-                timeout: Some(2),
-                strikes_ok: Some(2),
-                strikes_fail: Some(2),
-                tls_sni: Some(n("vault")),
-                tls_skip_verify: Some(true),
-            }),
-            labels: labels(&p.name, STAGE, "eip-vault", &i.lockfile_label),
-        }),
-    );
+    let healthcheck = ElasticIpHealthcheck {
+        tls_sni: Some(n("vault")),
+        tls_skip_verify: Some(true),
+        ..health_check("https", vault_image::API_PORT, vault_image::HEALTH_PATH)
+    };
+    out.push(elastic_ip(
+        p,
+        STAGE,
+        "vault",
+        format!("Hashicorp Vault API endpoint {}", n("vault")),
+        healthcheck,
+        &i.lockfile_label,
+    ));
 
     let pool = MemberPool {
         platform: p,

@@ -12,17 +12,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
-use forge_exoscale::types::ElasticIpHealthcheck;
 use forge_schema::contract::{etcd as image, vault};
 use forge_schema::platform::Platform;
 
 use crate::base::attr_ref;
 use crate::error::DeployError;
 use crate::observe::Scope;
-use crate::pools::{MemberPool, labels};
-use crate::resource::{
-    AntiAffinityGroup, Desired, ElasticIp, Kind, Ref, Rule, SecurityGroup, Spec, Template,
-};
+use crate::pools::{MemberPool, elastic_ip, health_check, security_group};
+use crate::resource::{AntiAffinityGroup, Desired, Kind, Ref, Rule, Spec, Template};
 
 /// The stage name, also the `forge-stage` label.
 pub const STAGE: &str = "etcd";
@@ -166,14 +163,8 @@ pub fn desired(i: &EtcdInputs) -> Result<Vec<Desired>, DeployError> {
         ("sg-etcd-server", "etcd-server", "servers"),
         ("sg-etcd-clients", "etcd-clients", "clients"),
     ] {
-        push(
-            key,
-            Spec::SecurityGroup(SecurityGroup {
-                name: n(suffix),
-                description: Some(format!("etcd {what} ({})", n("etcd"))),
-                external_sources: BTreeSet::new(),
-            }),
-        );
+        let description = format!("etcd {what} ({})", n("etcd"));
+        push(key, security_group(p, suffix, description));
     }
     // Spec §4.3.2, all ingress TCP on <P>-etcd-server.
     let (client, peer, health) = (image::CLIENT_PORT, image::PEER_PORT, image::HEALTH_PORT);
@@ -209,25 +200,14 @@ pub fn desired(i: &EtcdInputs) -> Result<Vec<Desired>, DeployError> {
     }
     // Any member that answers its own /health keeps the address; clients do not depend
     // on it alone (they list every member).
-    push(
-        "eip-etcd",
-        Spec::ElasticIp(ElasticIp {
-            name: n("etcd"),
-            description: Some(format!("etcd endpoint {}", n("etcd"))),
-            healthcheck: Some(ElasticIpHealthcheck {
-                mode: "http".into(),
-                port: i64::from(image::HEALTH_PORT),
-                uri: Some(image::HEALTH_PATH.into()),
-                interval: Some(5),
-                timeout: Some(2),
-                strikes_ok: Some(2),
-                strikes_fail: Some(2),
-                tls_sni: None,
-                tls_skip_verify: None,
-            }),
-            labels: labels(&p.name, STAGE, "eip-etcd", &i.lockfile_label),
-        }),
-    );
+    out.push(elastic_ip(
+        p,
+        STAGE,
+        "etcd",
+        format!("etcd endpoint {}", n("etcd")),
+        health_check("http", image::HEALTH_PORT, image::HEALTH_PATH),
+        &i.lockfile_label,
+    ));
     let pool = MemberPool {
         platform: p,
         stage: STAGE,

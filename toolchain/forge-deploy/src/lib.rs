@@ -121,6 +121,15 @@ impl Stage {
         }
     }
 
+    /// Whether the stage's members log in to Vault, so their user-data carries the
+    /// Platform Root CA.
+    pub fn needs_root_ca(self) -> bool {
+        match self {
+            Stage::Base => false,
+            Stage::Etcd => true,
+        }
+    }
+
     /// The stage that made the resources this one uses.
     fn after(self) -> Option<Stage> {
         match self {
@@ -186,7 +195,7 @@ impl StageRequest {
                 }
             },
         };
-        if stage == Stage::Etcd && root_ca_pem.is_none() && purpose != Purpose::Destroy {
+        if stage.needs_root_ca() && root_ca_pem.is_none() && purpose != Purpose::Destroy {
             let e = DeployError::Input(
                 "the Platform Root CA is not in the secrets directory: run `forge deploy --stage vault` first".into(),
             );
@@ -265,17 +274,22 @@ fn diff_stage(
     plan::diff(stage.name(), &p.name, &p.zone, want, &inv.actual)
 }
 
-/// The resources of earlier stages a stage uses that do not exist, as an error that says
-/// which stage to deploy first.
-fn check_uses(req: &StageRequest, inv: &observe::Inventory) -> Result<(), DeployError> {
-    let scope = req.stage.scope();
-    let missing: Vec<&str> = scope
+/// The resources of earlier stages that the stage's resources need (`want`, resolved
+/// against what exists) and that do not exist, as an error that says which stage to
+/// deploy first.
+fn check_uses(
+    req: &StageRequest,
+    want: &[resource::Desired],
+    inv: &observe::Inventory,
+) -> Result<(), DeployError> {
+    let missing: Vec<&str> = req
+        .stage
+        .scope()
         .uses
         .iter()
         .copied()
         .filter(|k| !inv.ids.contains_key(*k))
-        // The SSH key is used only when platform.toml registers one.
-        .filter(|k| *k != "ssh-management" || req.ssh_public_key.is_some())
+        .filter(|k| want.iter().any(|d| d.spec.needs(k)))
         .collect();
     match (missing.is_empty(), req.stage.after()) {
         (false, Some(before)) => Err(DeployError::Input(format!(
@@ -362,8 +376,9 @@ pub async fn apply(
         let want = if destroy {
             Vec::new()
         } else {
-            check_uses(req, &inv)?;
-            desired(req, &inv)?
+            let want = desired(req, &inv)?;
+            check_uses(req, &want, &inv)?;
+            want
         };
         let plan = diff_stage(req.stage, &req.platform, &want, &inv);
         if plan.is_empty() {

@@ -1,15 +1,64 @@
-//! What the stages' instance pools share: forge's labels, the instance type looked up in
-//! the zone, the user-data limit, the pool's fields from its platform.toml section.
+//! What the stages' resources share: forge's labels, the security groups and elastic IPs
+//! every stage makes alike, and the instance pools (the instance type looked up in the
+//! zone, the user-data limit, the fields from the pool's platform.toml section).
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use forge_exoscale::types::ElasticIpHealthcheck;
 use forge_schema::platform::{Platform, Pool};
 
 use crate::error::DeployError;
 use crate::execute::USER_DATA_LIMIT;
 use crate::resource::{
-    Desired, InstancePool, LABEL_LOCKFILE, Labels, Ref, Spec, Template, UserData,
+    Desired, ElasticIp, InstancePool, LABEL_LOCKFILE, Labels, Ref, SecurityGroup, Spec, Template,
+    UserData,
 };
+
+/// A security group `<P>-<suffix>` without external sources.
+pub fn security_group(p: &Platform, suffix: &str, description: String) -> Spec {
+    Spec::SecurityGroup(SecurityGroup {
+        name: format!("{}-{suffix}", p.name),
+        description: Some(description),
+        external_sources: BTreeSet::new(),
+    })
+}
+
+/// An elastic IP's health check (`mode` `http` or `https`), with the timing every stage
+/// uses: every 5 s, 2 s timeout, 2 strikes to go up or down.
+pub fn health_check(mode: &str, port: u16, uri: &str) -> ElasticIpHealthcheck {
+    ElasticIpHealthcheck {
+        mode: mode.into(),
+        port: i64::from(port),
+        uri: Some(uri.into()),
+        interval: Some(5),
+        timeout: Some(2),
+        strikes_ok: Some(2),
+        strikes_fail: Some(2),
+        tls_sni: None,
+        tls_skip_verify: None,
+    }
+}
+
+/// The managed elastic IP `eip-<role>` of a stage (named `<P>-<role>` in plans).
+pub fn elastic_ip(
+    p: &Platform,
+    stage: &str,
+    role: &str,
+    description: String,
+    healthcheck: ElasticIpHealthcheck,
+    lockfile_label: &str,
+) -> Desired {
+    let key = format!("eip-{role}");
+    Desired {
+        spec: Spec::ElasticIp(ElasticIp {
+            name: format!("{}-{role}", p.name),
+            description: Some(description),
+            healthcheck: Some(healthcheck),
+            labels: labels(&p.name, stage, &key, lockfile_label),
+        }),
+        key,
+    }
+}
 
 /// forge's labels of a stage's resource, with the lockfile it was written from.
 pub fn labels(platform: &str, stage: &str, key: &str, lockfile_label: &str) -> Labels {

@@ -124,7 +124,8 @@ impl Observation {
             .collect()
     }
 
-    fn name_of(&self, id: u64) -> String {
+    /// The name of member `id` (its hex id when it has none in the list).
+    pub fn name_of(&self, id: u64) -> String {
         self.members
             .iter()
             .find(|m| m.member.id == id)

@@ -98,15 +98,8 @@ pub fn converge(
                     let leader = r
                         .observation
                         .leaders()
-                        .iter()
-                        .next()
-                        .and_then(|l| {
-                            r.observation
-                                .members
-                                .iter()
-                                .find(|m| m.member.id == *l)
-                                .map(|m| m.member.name.clone())
-                        })
+                        .first()
+                        .map(|l| r.observation.name_of(*l))
                         .unwrap_or_default();
                     let members = r.observation.members.len();
                     g.printer.status(

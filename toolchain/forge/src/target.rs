@@ -40,13 +40,36 @@ pub fn stage_request(
     stage: Stage,
     purpose: Purpose,
 ) -> Result<(StageRequest, Vec<String>)> {
-    let root_ca = if stage == Stage::Base || purpose == Purpose::Destroy {
-        None
-    } else {
+    let root_ca = if stage.needs_root_ca() && purpose != Purpose::Destroy {
         root_ca_pem(g, project, args)?
+    } else {
+        None
     };
     Ok(StageRequest::from_project(
         project, stage, purpose, root_ca,
+    )?)
+}
+
+/// The Vault settings of `--secrets-dir` and the environment.
+fn vault_settings<S: LockState>(
+    g: &Globals,
+    project: &Project<S>,
+    args: &TargetArgs,
+) -> Result<VaultSettings> {
+    VaultSettings::resolve(
+        args.secrets_dir.as_deref(),
+        &g.env,
+        project.root(),
+        project.platform()?,
+    )
+}
+
+/// The secrets directory of `settings` (created 0700 when missing).
+fn open_secrets(settings: &VaultSettings, platform: &Platform) -> Result<SecretsDir> {
+    Ok(SecretsDir::open(
+        &settings.secrets_dir,
+        platform.secrets.age_recipient.as_deref(),
+        settings.age_identity.as_deref(),
     )?)
 }
 
@@ -56,22 +79,11 @@ fn root_ca_pem(
     project: &Project<Locked>,
     args: &TargetArgs,
 ) -> Result<Option<String>> {
-    let platform = project.platform()?;
-    let settings = VaultSettings::resolve(
-        args.secrets_dir.as_deref(),
-        &g.env,
-        project.root(),
-        platform,
-    )?;
+    let settings = vault_settings(g, project, args)?;
     if !settings.secrets_dir.exists() {
         return Ok(None);
     }
-    let secrets = SecretsDir::open(
-        &settings.secrets_dir,
-        platform.secrets.age_recipient.as_deref(),
-        settings.age_identity.as_deref(),
-    )?;
-    Ok(secrets
+    Ok(open_secrets(&settings, project.platform()?)?
         .read(forge_vault::lifecycle::ROOT_CA_CERT)?
         .map(|s| s.expose().to_string()))
 }
@@ -130,17 +142,8 @@ impl VaultTarget {
         args: &TargetArgs,
     ) -> Result<Self> {
         let platform = project.platform()?;
-        let settings = VaultSettings::resolve(
-            args.secrets_dir.as_deref(),
-            &g.env,
-            project.root(),
-            platform,
-        )?;
-        let secrets = SecretsDir::open(
-            &settings.secrets_dir,
-            platform.secrets.age_recipient.as_deref(),
-            settings.age_identity.as_deref(),
-        )?;
+        let settings = vault_settings(g, project, args)?;
+        let secrets = open_secrets(&settings, platform)?;
         let ca_pem = match &settings.ca_cert {
             Some(p) => Some(
                 std::fs::read_to_string(p)

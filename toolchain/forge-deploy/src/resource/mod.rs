@@ -214,6 +214,19 @@ impl Spec {
         keys.into_iter().filter_map(Ref::as_key).collect()
     }
 
+    /// Whether this resource needs `key`: it refers to it, or its user-data still holds a
+    /// placeholder for one of its attributes.
+    pub fn needs(&self, key: &str) -> bool {
+        let placeholder = || match self {
+            Spec::InstancePool(p) => p
+                .user_data
+                .as_ref()
+                .is_some_and(|u| u.0.contains(&format!("${{{key}."))),
+            _ => false,
+        };
+        self.refs().contains(key) || placeholder()
+    }
+
     /// What changes from `have` to `self` (both of one kind); with `have` `None`, every
     /// field of a creation.
     pub fn diff(&self, have: Option<&Spec>) -> Vec<FieldChange> {
